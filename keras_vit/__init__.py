@@ -1,0 +1,49 @@
+"""keras_vit: the Vision Transformer in Keras 3, on TensorFlow, JAX and PyTorch."""
+
+from keras_vit.activations import get_activation
+from keras_vit.attention import MultiHeadSelfAttention
+from keras_vit.config import ViTConfig
+from keras_vit.embeddings import ViTEmbeddings, sincos_position_embeddings
+from keras_vit.encoder import Encoder, EncoderBlock
+from keras_vit.model import ViT
+from keras_vit.pooling import TokenPooling
+from keras_vit.preprocessing import ImageProcessor
+from keras_vit.resample import resample_position_embeddings
+from keras_vit.variants import (
+    VARIANTS,
+    ViTB16,
+    ViTB32,
+    ViTH14,
+    ViTL16,
+    ViTL32,
+    ViTS16,
+    ViTTi16,
+    build_variant,
+    variant_config,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VARIANTS",
+    "Encoder",
+    "EncoderBlock",
+    "ImageProcessor",
+    "MultiHeadSelfAttention",
+    "TokenPooling",
+    "ViT",
+    "ViTB16",
+    "ViTB32",
+    "ViTConfig",
+    "ViTEmbeddings",
+    "ViTH14",
+    "ViTL16",
+    "ViTL32",
+    "ViTS16",
+    "ViTTi16",
+    "build_variant",
+    "get_activation",
+    "resample_position_embeddings",
+    "sincos_position_embeddings",
+    "variant_config",
+]

@@ -1,0 +1,229 @@
+"""`ViTConfig`: the single description of a Vision Transformer's shape.
+
+Field names follow transformers' `ViTConfig` wherever one exists, so that a
+Hugging Face `config.json` maps onto this class field by field. The fields
+after `pooler_act` are Keras-specific.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from keras_vit.activations import ACTIVATIONS
+
+POOLING_MODES = ("token", "gap", None)
+POSITION_EMBEDDINGS = ("learned", "sincos")
+
+
+def as_pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    """Returns `value` as a `(height, width)` pair of positive ints.
+
+    Args:
+        value: an int (square) or a sequence of two ints.
+        name: the argument's name, used in the error message.
+
+    Returns:
+        A tuple `(height, width)`.
+
+    Example:
+        >>> as_pair(224, "image_size")
+        (224, 224)
+    """
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
+        raise ValueError(
+            f"{name} must be a positive int or a (height, width) pair of positive ints, "
+            f"got {value!r}."
+        )
+    return pair
+
+
+@dataclasses.dataclass
+class ViTConfig:
+    """The hyper-parameters of a Vision Transformer.
+
+    Args:
+        image_size: input side (int) or `(height, width)`; each side must be a
+            multiple of the patch size.
+        patch_size: patch side (int) or `(height, width)`.
+        num_channels: channels of the input images.
+        hidden_size: token width D.
+        num_hidden_layers: number of encoder blocks L.
+        num_attention_heads: heads per attention layer; must divide `hidden_size`.
+        intermediate_size: hidden width of each MLP.
+        hidden_act: MLP activation, by its transformers name (`"gelu"` is exact GELU).
+        hidden_dropout_prob: dropout on embeddings and on each block's residual branches.
+        attention_probs_dropout_prob: dropout on the attention probabilities.
+        initializer_range: standard deviation of the truncated-normal initializers.
+        layer_norm_eps: LayerNorm epsilon. 1e-6 as in the paper; transformers'
+            default is 1e-12, so converted checkpoints carry their own value.
+        qkv_bias: whether the query, key and value projections have biases.
+        pooler_output_size: width of the pre-logits layer; defaults to `hidden_size`.
+        pooler_act: activation of the pre-logits layer.
+        pooling: `"token"` ([CLS]), `"gap"` (mean of patch tokens) or `None`
+            (the model outputs the whole token sequence).
+        pre_logits: whether a Dense + `pooler_act` layer follows pooling
+            (transformers' "pooler", the paper's pre-logits).
+        classes: size of the classification head; `None` for no head.
+        classifier_activation: activation applied to the head's output
+            (`None` gives logits).
+        drop_path_rate: stochastic-depth rate of the last block; block `i` uses
+            `drop_path_rate * i / (L - 1)`.
+        position_embedding: `"learned"` (1-D, trainable) or `"sincos"` (fixed 2-D).
+
+    Example:
+        >>> config = ViTConfig(image_size=32, patch_size=8, hidden_size=32,
+        ...                    num_hidden_layers=2, num_attention_heads=2,
+        ...                    intermediate_size=64)
+        >>> config.grid_size
+        (4, 4)
+    """
+
+    image_size: int | tuple[int, int] = 224
+    patch_size: int | tuple[int, int] = 16
+    num_channels: int = 3
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-6
+    qkv_bias: bool = True
+    pooler_output_size: int | None = None
+    pooler_act: str = "tanh"
+    pooling: str | None = "token"
+    pre_logits: bool = False
+    classes: int | None = None
+    classifier_activation: str | None = None
+    drop_path_rate: float = 0.0
+    position_embedding: str = "learned"
+
+    def __post_init__(self):
+        # Normalise pairs given as lists (e.g. from JSON) to tuples.
+        for name in ("image_size", "patch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int):
+                setattr(self, name, as_pair(value, name))
+        image, patch = as_pair(self.image_size, "image_size"), as_pair(self.patch_size, "patch_size")
+        for side, size, step in zip(("height", "width"), image, patch):
+            if size % step:
+                raise ValueError(
+                    f"image_size {self.image_size!r}: the {side} {size} is not divisible by "
+                    f"patch_size {self.patch_size!r}. Use a multiple of {step}, "
+                    f"e.g. {size - size % step or step} or {size - size % step + step}."
+                )
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size={self.hidden_size} is not divisible by "
+                f"num_attention_heads={self.num_attention_heads}; pick a head count that divides it."
+            )
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(
+                f"Unknown pooling {self.pooling!r}. Use one of {POOLING_MODES}: 'token' for the "
+                "[CLS] token, 'gap' for the mean of patch tokens, None for the token sequence."
+            )
+        if self.pooling is None and (self.pre_logits or self.classes):
+            raise ValueError(
+                "pooling=None outputs the whole token sequence, so it cannot feed "
+                f"pre_logits={self.pre_logits} or a classification head (classes={self.classes}). "
+                "Use pooling='token' or 'gap', or drop the head (include_top=False, pre_logits=False)."
+            )
+        if self.classes is not None and (not isinstance(self.classes, int) or self.classes < 1):
+            raise ValueError(f"classes must be a positive int or None, got {self.classes!r}.")
+        for name in ("hidden_act", "pooler_act"):
+            if getattr(self, name) not in ACTIVATIONS:
+                raise ValueError(
+                    f"Unknown {name} {getattr(self, name)!r}. Supported: {sorted(ACTIVATIONS)}."
+                )
+        if self.position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(
+                f"Unknown position_embedding {self.position_embedding!r}. "
+                f"Use one of {POSITION_EMBEDDINGS}."
+            )
+        if self.position_embedding == "sincos" and self.hidden_size % 4:
+            raise ValueError(
+                f"position_embedding='sincos' needs hidden_size divisible by 4, "
+                f"got {self.hidden_size}."
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
+
+    @property
+    def grid_size(self) -> tuple[int, int]:
+        """The patch grid `(rows, columns)`."""
+        (height, width), (ph, pw) = as_pair(self.image_size, "image_size"), self.patch_pair
+        return height // ph, width // pw
+
+    @property
+    def patch_pair(self) -> tuple[int, int]:
+        """The patch size as `(height, width)`."""
+        return as_pair(self.patch_size, "patch_size")
+
+    @property
+    def pre_logits_size(self) -> int:
+        """Width of the pre-logits layer."""
+        return self.pooler_output_size or self.hidden_size
+
+    def count_params(self) -> int:
+        """The model's parameter count in closed form, without building it.
+
+        Returns:
+            The number of weights `keras_vit.ViT(config).count_params()` reports.
+            Fixed sin-cos position embeddings are not weights and are not counted.
+
+        Example:
+            >>> from keras_vit import variant_config
+            >>> variant_config("ViTB16", classes=1000).count_params()
+            86567656
+        """
+        d, m = self.hidden_size, self.intermediate_size
+        rows, cols = self.grid_size
+        ph, pw = self.patch_pair
+        patch = ph * pw * self.num_channels * d + d
+        tokens = d  # the [CLS] token
+        if self.position_embedding == "learned":
+            tokens += (rows * cols + 1) * d
+        attention = 3 * d * d + (3 * d if self.qkv_bias else 0) + d * d + d
+        block = 4 * d + attention + (d * m + m) + (m * d + d)
+        total = patch + tokens + self.num_hidden_layers * block + 2 * d
+        features = d
+        if self.pre_logits:
+            features = self.pre_logits_size
+            total += d * features + features
+        if self.classes:
+            total += features * self.classes + self.classes
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns a JSON-serialisable dict of every field (pairs become lists)."""
+        return {
+            key: list(value) if isinstance(value, tuple) else value
+            for key, value in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> ViTConfig:
+        """Builds a config from `to_dict()` output; unknown keys raise a ValueError.
+
+        Args:
+            values: field names and values.
+
+        Returns:
+            A `ViTConfig`.
+
+        Example:
+            >>> ViTConfig.from_dict(ViTConfig().to_dict()) == ViTConfig()
+            True
+        """
+        unknown = sorted(set(values) - {field.name for field in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(
+                f"Unknown ViTConfig field(s) {unknown}. Valid fields: "
+                f"{[field.name for field in dataclasses.fields(cls)]}."
+            )
+        return cls(**values)

@@ -1,0 +1,158 @@
+"""Patch embedding, the [CLS] token and position embeddings."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_vit.config import as_pair
+from keras_vit.resample import resample_position_embeddings
+
+
+def sincos_position_embeddings(grid_size: tuple[int, int], hidden_size: int) -> np.ndarray:
+    """Fixed 2-D sine-cosine position embeddings (the MAE / DiT variant).
+
+    The first half of the channels encodes the column, the second half the row;
+    each half is `[sin(p * w_k), cos(p * w_k)]` with `w_k = 10000 ** (-k / (D / 4))`.
+
+    Args:
+        grid_size: the patch grid `(rows, cols)`.
+        hidden_size: the embedding width D, a multiple of 4.
+
+    Returns:
+        A float32 array of shape `(rows * cols, hidden_size)`, rows in row-major order.
+
+    Example:
+        >>> sincos_position_embeddings((2, 3), 8).shape
+        (6, 8)
+    """
+    rows, cols = grid_size
+    quarter = hidden_size // 4
+    frequencies = 1.0 / 10000 ** (np.arange(quarter, dtype=np.float64) / quarter)
+    row_index, col_index = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+
+    def encode(positions):
+        angles = positions.reshape(-1, 1) * frequencies
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    return np.concatenate([encode(col_index), encode(row_index)], axis=1).astype("float32")
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ViTEmbeddings(keras.layers.Layer):
+    """Turns images into the token sequence `[CLS] + patches`, plus positions.
+
+    A Conv2D with kernel = stride = patch size cuts and projects the patches; a
+    learnable [CLS] token is prepended and position embeddings are added.
+
+    Learned position embeddings adapt to a new image size on load: weights saved
+    for one patch grid and loaded (`model.load_weights`) into a layer with
+    another grid are resampled with `resample_position_embeddings`.
+
+    Args:
+        hidden_size: token width D.
+        patch_size: patch side or `(height, width)`.
+        grid_size: the patch grid `(rows, cols)` the position embeddings cover.
+        position_embedding: `"learned"` or `"sincos"` (fixed, zero for [CLS]).
+        dropout_rate: dropout applied to the embedded sequence.
+        initializer_range: std of the truncated-normal initializers.
+        **kwargs: standard Keras layer arguments (`name`, `dtype`, ...).
+
+    Example:
+        >>> layer = ViTEmbeddings(32, 8, (4, 4))
+        >>> layer(np.zeros((2, 32, 32, 3), "float32")).shape
+        (2, 17, 32)
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        patch_size: int | tuple[int, int],
+        grid_size: tuple[int, int],
+        position_embedding: str = "learned",
+        dropout_rate: float = 0.0,
+        initializer_range: float = 0.02,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.hidden_size = hidden_size
+        self.patch_size = as_pair(patch_size, "patch_size")
+        self.grid_size = as_pair(grid_size, "grid_size")
+        self.position_embedding_type = position_embedding
+        self.dropout_rate = dropout_rate
+        self.initializer_range = initializer_range
+        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        self.patch_projection = keras.layers.Conv2D(
+            hidden_size,
+            kernel_size=self.patch_size,
+            strides=self.patch_size,
+            padding="valid",
+            data_format="channels_last",
+            kernel_initializer=initializer,
+            dtype=self.dtype_policy,
+            name="patch_projection",
+        )
+        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.num_tokens = 1 + self.grid_size[0] * self.grid_size[1]
+
+    def build(self, input_shape):
+        self.patch_projection.build(input_shape)
+        initializer = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        self.cls_token = self.add_weight(
+            shape=(1, 1, self.hidden_size), initializer=initializer, name="cls_token"
+        )
+        if self.position_embedding_type == "learned":
+            self.position_embedding = self.add_weight(
+                shape=(1, self.num_tokens, self.hidden_size),
+                initializer=initializer,
+                name="position_embedding",
+            )
+        else:
+            patches = sincos_position_embeddings(self.grid_size, self.hidden_size)
+            self.position_embedding = np.concatenate([np.zeros((1, self.hidden_size)), patches])[
+                None
+            ].astype("float32")
+
+    def call(self, images, training=None):
+        patches = self.patch_projection(images)
+        patches = ops.reshape(patches, (-1, self.num_tokens - 1, self.hidden_size))
+        cls = ops.broadcast_to(
+            ops.cast(self.cls_token, patches.dtype), (ops.shape(patches)[0], 1, self.hidden_size)
+        )
+        tokens = ops.concatenate([cls, patches], axis=1)
+        tokens = tokens + ops.cast(self.position_embedding, tokens.dtype)
+        return self.dropout(tokens, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_tokens, self.hidden_size)
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["grid_size"] = np.array(self.grid_size)
+
+    def load_own_variables(self, store):
+        source_grid = tuple(int(v) for v in store["grid_size"]) if "grid_size" in store else None
+        own_variables = self._trainable_variables + self._non_trainable_variables
+        for index, variable in enumerate(own_variables):
+            value = np.asarray(store[str(index)])
+            if variable is self.position_embedding and value.shape != tuple(variable.shape):
+                if source_grid is None:
+                    raise ValueError(
+                        f"Stored position embeddings have shape {value.shape}, this layer "
+                        f"needs {tuple(variable.shape)}, and the stored grid size is unknown."
+                    )
+                value = resample_position_embeddings(value, source_grid, self.grid_size)
+            variable.assign(value)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hidden_size=self.hidden_size,
+            patch_size=self.patch_size,
+            grid_size=self.grid_size,
+            position_embedding=self.position_embedding_type,
+            dropout_rate=self.dropout_rate,
+            initializer_range=self.initializer_range,
+        )
+        return config
