@@ -16,7 +16,7 @@ def _gelu_tanh(x):
 
 
 def _quick_gelu(x):
-    return x * ops.sigmoid(1.702 * x)
+    return ops.multiply(x, ops.sigmoid(ops.multiply(1.702, x)))
 
 
 ACTIVATIONS: dict[str, Callable] = {
