@@ -108,8 +108,11 @@ class ViTConfig:
             value = getattr(self, name)
             if not isinstance(value, int):
                 setattr(self, name, as_pair(value, name))
-        image, patch = as_pair(self.image_size, "image_size"), as_pair(self.patch_size, "patch_size")
-        for side, size, step in zip(("height", "width"), image, patch):
+        image, patch = (
+            as_pair(self.image_size, "image_size"),
+            as_pair(self.patch_size, "patch_size"),
+        )
+        for side, size, step in zip(("height", "width"), image, patch, strict=True):
             if size % step:
                 raise ValueError(
                     f"image_size {self.image_size!r}: the {side} {size} is not divisible by "
@@ -119,7 +122,8 @@ class ViTConfig:
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size={self.hidden_size} is not divisible by "
-                f"num_attention_heads={self.num_attention_heads}; pick a head count that divides it."
+                f"num_attention_heads={self.num_attention_heads}; "
+                "pick a head count that divides it."
             )
         if self.pooling not in POOLING_MODES:
             raise ValueError(
@@ -129,8 +133,9 @@ class ViTConfig:
         if self.pooling is None and (self.pre_logits or self.classes):
             raise ValueError(
                 "pooling=None outputs the whole token sequence, so it cannot feed "
-                f"pre_logits={self.pre_logits} or a classification head (classes={self.classes}). "
-                "Use pooling='token' or 'gap', or drop the head (include_top=False, pre_logits=False)."
+                f"pre_logits={self.pre_logits} or a classification head "
+                f"(classes={self.classes}). Use pooling='token' or 'gap', or drop the head "
+                "(include_top=False, pre_logits=False)."
             )
         if self.classes is not None and (not isinstance(self.classes, int) or self.classes < 1):
             raise ValueError(f"classes must be a positive int or None, got {self.classes!r}.")

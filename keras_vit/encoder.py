@@ -85,7 +85,9 @@ class EncoderBlock(keras.layers.Layer):
         )
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=policy)
         # Stochastic depth is dropout with one draw per sample.
-        self.drop_path = keras.layers.Dropout(drop_path_rate, noise_shape=(None, 1, 1), dtype=policy)
+        self.drop_path = keras.layers.Dropout(
+            drop_path_rate, noise_shape=(None, 1, 1), dtype=policy
+        )
 
     def build(self, input_shape):
         self.layernorm_before.build(input_shape)
@@ -150,9 +152,7 @@ class Encoder(keras.layers.Layer):
         (1, 2, 5, 5)
     """
 
-    def __init__(
-        self, num_layers: int, block_config: dict, drop_path_rate: float = 0.0, **kwargs
-    ):
+    def __init__(self, num_layers: int, block_config: dict, drop_path_rate: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.num_layers = num_layers
         self.block_config = dict(block_config)

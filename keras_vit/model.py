@@ -91,7 +91,9 @@ class ViT(keras.Model):
         layernorm = keras.layers.LayerNormalization(
             epsilon=config.layer_norm_eps, dtype=dtype, name="layernorm"
         )
-        pooling = TokenPooling(config.pooling, dtype=dtype, name="pooling") if config.pooling else None
+        pooling = (
+            TokenPooling(config.pooling, dtype=dtype, name="pooling") if config.pooling else None
+        )
         pre_logits = None
         if config.pre_logits:
             pre_logits = keras.layers.Dense(
@@ -156,7 +158,7 @@ class ViT(keras.Model):
             return
         expected = as_pair(self.config.image_size, "image_size")
         patch = self.config.patch_pair
-        for side, size, step in zip(("height", "width"), shape[1:3], patch):
+        for side, size, step in zip(("height", "width"), shape[1:3], patch, strict=True):
             if size is not None and size % step:
                 raise ValueError(
                     f"Image {side} {size} is not divisible by the patch size {step}. Resize or "
@@ -246,6 +248,7 @@ class ViT(keras.Model):
         return outputs
 
     def get_config(self) -> dict[str, Any]:
+        """Returns the constructor arguments: the `ViTConfig` as a dict, and so on."""
         return {
             "name": self.name,
             "trainable": self.trainable,
@@ -256,4 +259,5 @@ class ViT(keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ViT:
+        """Rebuilds a (freshly initialised) model from `get_config()` output."""
         return cls(**config)

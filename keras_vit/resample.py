@@ -96,7 +96,10 @@ def resample_position_embeddings(
         )
     grid = tokens[num_prefix:].reshape(old_rows, old_cols, -1).astype(np.float64)
     resampled = np.einsum(
-        "Rr,rcd,Cc->RCd", bicubic_matrix(old_rows, new_rows), grid, bicubic_matrix(old_cols, new_cols)
+        "Rr,rcd,Cc->RCd",
+        bicubic_matrix(old_rows, new_rows),
+        grid,
+        bicubic_matrix(old_cols, new_cols),
     )
     out = np.concatenate([tokens[:num_prefix], resampled.reshape(new_rows * new_cols, -1)])
     return out.astype(pos_emb.dtype).reshape((1,) * (pos_emb.ndim - 2) + out.shape)

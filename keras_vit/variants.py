@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from collections.abc import Callable
 from typing import Any
@@ -137,39 +138,20 @@ def build_variant(
 def _builder(variant: str) -> Callable[..., ViT]:
     layers, hidden, heads, mlp, patch = VARIANTS[variant]
 
-    def build(
-        include_top: bool = True,
-        weights: str | None = None,
-        image_size: int | tuple[int, int] = 224,
-        pooling: str | None = "token",
-        classes: int | None = 1000,
-        classifier_activation: str | None = "softmax",
-        pre_logits: bool = False,
-        include_preprocessing: bool = False,
-        dtype: Any = None,
-        name: str | None = None,
-        **overrides: Any,
-    ) -> ViT:
-        return build_variant(
-            variant,
-            include_top=include_top,
-            weights=weights,
-            image_size=image_size,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            pre_logits=pre_logits,
-            include_preprocessing=include_preprocessing,
-            dtype=dtype,
-            name=name,
-            **overrides,
-        )
+    def build(*args: Any, **kwargs: Any) -> ViT:
+        return build_variant(variant, *args, **kwargs)
 
+    # Show build_variant's arguments, minus `variant`, in help() and IDEs.
+    signature = inspect.signature(build_variant)
+    build.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
     build.__name__ = build.__qualname__ = variant
+    doc = inspect.cleandoc(build_variant.__doc__)
+    shared_args = doc[doc.index("Args:") : doc.index("Returns:")].replace(
+        "    variant: one of `VARIANTS`.\n", ""
+    )
     build.__doc__ = (
         f"Builds ViT-{variant[3:-2]}/{patch}: {layers} layers, hidden size {hidden}, "
-        f"{heads} heads, MLP {mlp}, patch {patch}.\n\n"
-        f"Takes the arguments of `keras_vit.build_variant` (after `variant`).\n\n"
+        f"{heads} heads, MLP {mlp}, patch {patch}.\n\n{shared_args}"
         f"Returns:\n    A `keras_vit.ViT`.\n\n"
         f"Example:\n    >>> model = keras_vit.{variant}(include_top=False, image_size=384)\n"
     )

@@ -53,7 +53,10 @@ def test_closed_form_count_matches_the_model(overrides):
         (dict(pooling=None, pre_logits=True), "pooling=None"),
         (dict(hidden_act="gelu_erf"), "Unknown hidden_act"),
         (dict(position_embedding="rope"), "Unknown position_embedding"),
-        (dict(position_embedding="sincos", hidden_size=30, num_attention_heads=2), "divisible by 4"),
+        (
+            dict(position_embedding="sincos", hidden_size=30, num_attention_heads=2),
+            "divisible by 4",
+        ),
         (dict(drop_path_rate=1.0), "drop_path_rate must be in"),
         (dict(classes=0), "classes must be a positive int"),
         (dict(image_size=(32, 32, 3)), "image_size must be"),

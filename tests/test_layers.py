@@ -115,7 +115,9 @@ def test_encoder_outputs(rng):
 def test_token_pooling(rng):
     tokens = rng.standard_normal((2, 5, 3)).astype("float32")
     np.testing.assert_allclose(to_numpy(TokenPooling("token")(tokens)), tokens[:, 0])
-    np.testing.assert_allclose(to_numpy(TokenPooling("gap")(tokens)), tokens[:, 1:].mean(1), atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(TokenPooling("gap")(tokens)), tokens[:, 1:].mean(1), atol=1e-6
+    )
     with pytest.raises(ValueError, match="Unknown pooling mode 'max'"):
         TokenPooling("max")
 

@@ -18,7 +18,11 @@ def test_output_shapes(rng, size):
     x = images(rng, height, width)
     assert to_numpy(ViT(tiny_config(image_size=size, classes=5))(x)).shape == (2, 5)
     assert to_numpy(ViT(tiny_config(image_size=size))(x)).shape == (2, 32)
-    assert to_numpy(ViT(tiny_config(image_size=size, pooling=None))(x)).shape == (2, 1 + rows * cols, 32)
+    assert to_numpy(ViT(tiny_config(image_size=size, pooling=None))(x)).shape == (
+        2,
+        1 + rows * cols,
+        32,
+    )
     pre_logits = ViT(tiny_config(image_size=size, pre_logits=True, pooler_output_size=24))
     assert to_numpy(pre_logits(x)).shape == (2, 24)
 
@@ -66,7 +70,9 @@ def test_encode_contents(rng):
     np.testing.assert_allclose(hidden[0], to_numpy(model.embeddings(x)), atol=1e-6)
     # The last hidden state is taken before the final LayerNorm, as in transformers.
     np.testing.assert_allclose(
-        to_numpy(model.layernorm(out["hidden_states"][-1])), to_numpy(out["last_hidden_state"]), atol=1e-5
+        to_numpy(model.layernorm(out["hidden_states"][-1])),
+        to_numpy(out["last_hidden_state"]),
+        atol=1e-5,
     )
     attentions = [to_numpy(a) for a in out["attentions"]]
     assert len(attentions) == 2 and attentions[0].shape == (2, 2, 25, 25)
@@ -75,7 +81,9 @@ def test_encode_contents(rng):
     np.testing.assert_allclose(to_numpy(out["pooler_output"]), pooled, atol=1e-6)
     # The plain encode agrees with the explicit-attention one.
     np.testing.assert_allclose(
-        to_numpy(model.encode(x)["last_hidden_state"]), to_numpy(out["last_hidden_state"]), atol=1e-5
+        to_numpy(model.encode(x)["last_hidden_state"]),
+        to_numpy(out["last_hidden_state"]),
+        atol=1e-5,
     )
 
 
@@ -117,7 +125,9 @@ def test_load_weights_resamples_position_embeddings(rng, tmp_path):
     small.save_weights(path)
     large = ViT(tiny_config(image_size=(48, 64)))
     large.load_weights(path)
-    expected = resample_position_embeddings(to_numpy(small.embeddings.position_embedding), (4, 4), (6, 8))
+    expected = resample_position_embeddings(
+        to_numpy(small.embeddings.position_embedding), (4, 4), (6, 8)
+    )
     np.testing.assert_allclose(to_numpy(large.embeddings.position_embedding), expected, atol=1e-6)
     np.testing.assert_array_equal(
         to_numpy(large.encoder.blocks[0].attention.query.kernel),
@@ -137,7 +147,10 @@ def test_include_preprocessing_takes_raw_images_of_any_size(rng):
 
 def test_fit_and_predict(rng):
     model = ViT(tiny_config(classes=3, hidden_dropout_prob=0.1, drop_path_rate=0.1))
-    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.AdamW(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     x, y = images(rng, batch=8), rng.integers(0, 3, 8)
     history = model.fit(x, y, batch_size=4, epochs=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
@@ -165,8 +178,12 @@ def test_mixed_precision(rng):
     assert keras.backend.standardize_dtype(out.dtype) == "float32"
     np.testing.assert_allclose(to_numpy(out), to_numpy(reference(x)), atol=5e-2)
     attentions = model.encode(x, output_attentions=True)["attentions"]
-    np.testing.assert_allclose(to_numpy(keras.ops.cast(attentions[0], "float32")).sum(-1), 1.0, atol=2e-2)
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    np.testing.assert_allclose(
+        to_numpy(keras.ops.cast(attentions[0], "float32")).sum(-1), 1.0, atol=2e-2
+    )
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     loss = model.train_on_batch(x, np.array([0, 1]))
     assert np.isfinite(loss)
 

@@ -7,7 +7,9 @@ from keras_vit.resample import bicubic_matrix
 
 def test_identity_when_sizes_match(rng):
     embeddings = rng.standard_normal((1, 1 + 6 * 4, 8)).astype("float32")
-    np.testing.assert_array_equal(resample_position_embeddings(embeddings, (6, 4), (6, 4)), embeddings)
+    np.testing.assert_array_equal(
+        resample_position_embeddings(embeddings, (6, 4), (6, 4)), embeddings
+    )
 
 
 def test_cls_slot_and_rank_are_kept(rng):

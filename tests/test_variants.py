@@ -30,7 +30,10 @@ def test_built_model_count_matches_published(variant):
 
 
 def test_table_sizes():
-    sizes = {name: (layers, hidden, heads, mlp) for name, (layers, hidden, heads, mlp, _) in VARIANTS.items()}
+    sizes = {
+        name: (layers, hidden, heads, mlp)
+        for name, (layers, hidden, heads, mlp, _) in VARIANTS.items()
+    }
     assert sizes["ViTTi16"] == (12, 192, 3, 768)
     assert sizes["ViTS16"] == (12, 384, 6, 1536)
     assert sizes["ViTB16"] == sizes["ViTB32"] == (12, 768, 12, 3072)
@@ -98,6 +101,7 @@ def test_closed_form_count_matches_transformers(variant):
     """transformers' own ViT, built on the meta device (nothing allocated), as the oracle."""
     import torch
     import transformers
+
     config = variant_config(variant, classes=1000)
     hf_config = transformers.ViTConfig(
         hidden_size=config.hidden_size,
@@ -111,3 +115,12 @@ def test_closed_form_count_matches_transformers(variant):
     with torch.device("meta"):
         reference = transformers.ViTForImageClassification(hf_config)
     assert config.count_params() == sum(p.numel() for p in reference.parameters())
+
+
+def test_builders_document_and_accept_positional_arguments():
+    import inspect
+
+    assert list(inspect.signature(keras_vit.ViTB16).parameters)[:2] == ["include_top", "weights"]
+    assert "Args:" in keras_vit.ViTB16.__doc__ and "ViT-B/16" in keras_vit.ViTB16.__doc__
+    model = keras_vit.ViTTi16(False, None, 32, num_hidden_layers=1)
+    assert model.output.shape == (None, 192)
