@@ -1,5 +1,28 @@
-"""Checkpoint conversion (installed as `keras_vit.conversion`).
+"""Checkpoint conversion, installed as `keras_vit.conversion`.
 
-Hugging Face ViT state dicts and `config.json` to Keras weights and back, in
-numpy; it arrives with the conversion issue.
+transformers' ViT checkpoints (safetensors, sharded or not, and legacy
+`pytorch_model.bin`) and `config.json` to keras_vit and back, in numpy. The
+data path is `read_checkpoint` -> `hf_to_keras` -> the model's variables;
+export is `keras_to_hf` -> `model.safetensors`.
 """
+
+from keras_vit.conversion.checkpoint import Checkpoint, read_checkpoint, write_safetensors
+from keras_vit.conversion.convert import CheckpointMismatchError, hf_to_keras, keras_to_hf
+from keras_vit.conversion.hf_config import config_from_hf, config_to_hf
+from keras_vit.conversion.names import canonical_hf_name, hf_name_for
+from keras_vit.conversion.pretrained import load_pretrained, save_pretrained
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointMismatchError",
+    "canonical_hf_name",
+    "config_from_hf",
+    "config_to_hf",
+    "hf_name_for",
+    "hf_to_keras",
+    "keras_to_hf",
+    "load_pretrained",
+    "read_checkpoint",
+    "save_pretrained",
+    "write_safetensors",
+]

@@ -71,6 +71,10 @@ class ViTConfig:
         drop_path_rate: stochastic-depth rate of the last block; block `i` uses
             `drop_path_rate * i / (L - 1)`.
         position_embedding: `"learned"` (1-D, trainable) or `"sincos"` (fixed 2-D).
+        use_mask_token: add a learned [MASK] embedding that replaces masked
+            patches (`encode(..., bool_masked_pos=...)`), as in transformers'
+            `ViTModel(use_mask_token=True)` and masked-image-modeling checkpoints.
+        id2label: class index -> label name, for decoding predictions.
 
     Example:
         >>> config = ViTConfig(image_size=32, patch_size=8, hidden_size=32,
@@ -101,8 +105,17 @@ class ViTConfig:
     classifier_activation: str | None = None
     drop_path_rate: float = 0.0
     position_embedding: str = "learned"
+    use_mask_token: bool = False
+    id2label: dict[int, str] | None = None
 
     def __post_init__(self):
+        if self.id2label is not None:  # JSON turns int keys into strings
+            self.id2label = {int(index): label for index, label in self.id2label.items()}
+            if self.classes is not None and len(self.id2label) != self.classes:
+                raise ValueError(
+                    f"id2label has {len(self.id2label)} labels but classes={self.classes}; "
+                    "give one label per class, or id2label=None."
+                )
         # Normalise pairs given as lists (e.g. from JSON) to tuples.
         for name in ("image_size", "patch_size"):
             value = getattr(self, name)
@@ -190,7 +203,7 @@ class ViTConfig:
         rows, cols = self.grid_size
         ph, pw = self.patch_pair
         patch = ph * pw * self.num_channels * d + d
-        tokens = d  # the [CLS] token
+        tokens = d * (2 if self.use_mask_token else 1)  # [CLS] and [MASK]
         if self.position_embedding == "learned":
             tokens += (rows * cols + 1) * d
         attention = 3 * d * d + (3 * d if self.qkv_bias else 0) + d * d + d

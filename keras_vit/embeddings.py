@@ -57,6 +57,8 @@ class ViTEmbeddings(keras.layers.Layer):
         position_embedding: `"learned"` or `"sincos"` (fixed, zero for [CLS]).
         dropout_rate: dropout applied to the embedded sequence.
         initializer_range: std of the truncated-normal initializers.
+        use_mask_token: add a learned `mask_token` that `call(...,
+            bool_masked_pos=...)` puts in place of masked patches.
         **kwargs: standard Keras layer arguments (`name`, `dtype`, ...).
 
     Example:
@@ -73,9 +75,11 @@ class ViTEmbeddings(keras.layers.Layer):
         position_embedding: str = "learned",
         dropout_rate: float = 0.0,
         initializer_range: float = 0.02,
+        use_mask_token: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.use_mask_token = use_mask_token
         self.hidden_size = hidden_size
         self.patch_size = as_pair(patch_size, "patch_size")
         self.grid_size = as_pair(grid_size, "grid_size")
@@ -102,6 +106,10 @@ class ViTEmbeddings(keras.layers.Layer):
         self.cls_token = self.add_weight(
             shape=(1, 1, self.hidden_size), initializer=initializer, name="cls_token"
         )
+        if self.use_mask_token:
+            self.mask_token = self.add_weight(
+                shape=(1, 1, self.hidden_size), initializer="zeros", name="mask_token"
+            )
         if self.position_embedding_type == "learned":
             self.position_embedding = self.add_weight(
                 shape=(1, self.num_tokens, self.hidden_size),
@@ -114,9 +122,16 @@ class ViTEmbeddings(keras.layers.Layer):
                 None
             ].astype("float32")
 
-    def call(self, images, training=None):
+    def call(self, images, bool_masked_pos=None, training=None):
         patches = self.patch_projection(images)
         patches = ops.reshape(patches, (-1, self.num_tokens - 1, self.hidden_size))
+        if bool_masked_pos is not None:
+            if not self.use_mask_token:
+                raise ValueError(
+                    "bool_masked_pos needs a mask token: build the model with use_mask_token=True."
+                )
+            mask = ops.cast(ops.expand_dims(bool_masked_pos, -1), patches.dtype)
+            patches = patches * (1 - mask) + ops.cast(self.mask_token, patches.dtype) * mask
         cls = ops.broadcast_to(
             ops.cast(self.cls_token, patches.dtype), (ops.shape(patches)[0], 1, self.hidden_size)
         )
@@ -154,5 +169,6 @@ class ViTEmbeddings(keras.layers.Layer):
             position_embedding=self.position_embedding_type,
             dropout_rate=self.dropout_rate,
             initializer_range=self.initializer_range,
+            use_mask_token=self.use_mask_token,
         )
         return config

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_vit.activations import get_activation
@@ -68,6 +70,7 @@ class ViT(keras.Model):
             position_embedding=config.position_embedding,
             dropout_rate=config.hidden_dropout_prob,
             initializer_range=config.initializer_range,
+            use_mask_token=config.use_mask_token,
             dtype=dtype,
             name="embeddings",
         )
@@ -207,6 +210,7 @@ class ViT(keras.Model):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
         training: bool = False,
+        bool_masked_pos=None,
     ) -> dict[str, Any]:
         """Runs the backbone and returns transformers-style `ViTModel` outputs.
 
@@ -216,6 +220,8 @@ class ViT(keras.Model):
             output_attentions: also return every layer's attention probabilities
                 (this uses the explicit-softmax attention path).
             training: run dropout and stochastic depth.
+            bool_masked_pos: optional `(B, num_patches)` booleans; masked
+                patches are replaced by the mask token (needs `use_mask_token`).
 
         Returns:
             A dict with `last_hidden_state` `(B, N, D)` after the final
@@ -232,7 +238,7 @@ class ViT(keras.Model):
         self.check_images(images.shape)
         x = self.preprocessor(images) if self.preprocessor else images
         encoded = self.encoder(
-            self.embeddings(x, training=training),
+            self.embeddings(x, bool_masked_pos=bool_masked_pos, training=training),
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
             training=training,
@@ -246,6 +252,66 @@ class ViT(keras.Model):
         if output_attentions:
             outputs["attentions"] = encoded["attentions"]
         return outputs
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> ViT:
+        """Builds a model from a transformers ViT checkpoint directory.
+
+        Args:
+            path: a local directory with `config.json` and `model.safetensors`
+                (sharded or not) or `pytorch_model.bin`, as transformers' or
+                keras_vit's `save_pretrained` write.
+            **kwargs: `image_size` (resamples position embeddings), `classes`
+                (a new zero-initialised head), `include_top`, `verbose`, and
+                any `ViTConfig` field; see `keras_vit.conversion.load_pretrained`.
+
+        Returns:
+            The model.
+
+        Example:
+            >>> model = ViT.from_pretrained("vit-base-patch16-224/", image_size=384)
+        """
+        from keras_vit.conversion import load_pretrained
+
+        return load_pretrained(path, **kwargs)
+
+    def save_pretrained(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
+        """Writes a directory that transformers and keras_vit both load.
+
+        Args:
+            directory: the destination; written to a temporary directory first.
+            overwrite: replace an existing destination.
+
+        Example:
+            >>> model.save_pretrained("my-vit/")
+        """
+        from keras_vit.conversion import save_pretrained
+
+        save_pretrained(self, directory, overwrite=overwrite)
+
+    def decode_predictions(self, scores, top: int = 5) -> list[list[tuple[str, float]]]:
+        """Turns class scores into `(label, score)` pairs, best first.
+
+        Args:
+            scores: `(B, classes)` output of the model.
+            top: how many classes to keep per image.
+
+        Returns:
+            For each image, the `top` labels (from `config.id2label`, or the
+            class index as a string) with their scores.
+
+        Example:
+            >>> model.decode_predictions(model.predict(images), top=3)
+        """
+        if not self.config.classes:
+            raise ValueError("This model has no classification head, so nothing to decode.")
+        scores = np.asarray(ops.convert_to_numpy(scores), dtype="float32")
+        labels = self.config.id2label or {}
+        best = np.argsort(-scores, axis=-1)[:, :top]
+        return [
+            [(labels.get(int(index), str(index)), float(row[index])) for index in indices]
+            for row, indices in zip(scores, best, strict=True)
+        ]
 
     def get_config(self) -> dict[str, Any]:
         """Returns the constructor arguments: the `ViTConfig` as a dict, and so on."""

@@ -1,0 +1,114 @@
+"""Weights between transformers' ViT state dicts and keras_vit, in numpy.
+
+`hf_to_keras` checks a whole checkpoint against the Keras weights it must
+fill before converting anything, and reports every missing, unexpected and
+mis-shaped tensor in one error. It then yields converted tensors one at a
+time, so a caller can assign and drop each before the next is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+from keras_vit.conversion.checkpoint import Checkpoint
+from keras_vit.conversion.names import (
+    canonical_hf_name,
+    hf_file_name,
+    hf_name_for,
+    keras_shape,
+    to_hf_layout,
+    to_keras_layout,
+)
+from keras_vit.resample import resample_position_embeddings
+
+POSITION_EMBEDDING = "embeddings/position_embedding"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint does not fit the model: lists every problem at once."""
+
+
+def hf_to_keras(
+    checkpoint: Checkpoint,
+    target_shapes: Mapping[str, tuple],
+    source_grid: tuple[int, int],
+    target_grid: tuple[int, int],
+    ignore_prefixes: tuple[str, ...] = (),
+) -> Iterator[tuple[str, np.ndarray]]:
+    """Converts a transformers ViT checkpoint to keras_vit weights.
+
+    Args:
+        checkpoint: the transformers tensors (any naming, see `canonical_hf_name`).
+        target_shapes: the Keras weights to fill, path -> shape.
+        source_grid: the patch grid the checkpoint's position embeddings cover.
+        target_grid: the model's patch grid; position embeddings are
+            resampled when it differs.
+        ignore_prefixes: canonical name prefixes deliberately left unused
+            (e.g. `"classifier."` when a new head replaces the old one).
+
+    Returns:
+        An iterator of `(keras_path, array)`, after the whole checkpoint has
+        been checked.
+
+    Raises:
+        CheckpointMismatchError: listing missing, unexpected and mis-shaped tensors.
+
+    Example:
+        >>> weights = dict(hf_to_keras(read_checkpoint(d), shapes, (14, 14), (14, 14)))
+    """
+    sources = {canonical_hf_name(name): name for name in checkpoint}
+    missing, mismatched, plan = [], [], []
+    for path, shape in target_shapes.items():
+        canonical = hf_name_for(path)
+        if canonical not in sources:
+            missing.append(f"{canonical} (for {path}, shape {tuple(shape)})")
+            continue
+        found = keras_shape(path, checkpoint.shapes[sources[canonical]])
+        if path == POSITION_EMBEDDING and source_grid != target_grid:
+            prefix_tokens = found[1] - source_grid[0] * source_grid[1]
+            found = (found[0], prefix_tokens + target_grid[0] * target_grid[1], found[2])
+        if found != tuple(shape):
+            mismatched.append(f"{sources[canonical]}: expected {tuple(shape)}, found {found}")
+        plan.append((path, sources.pop(canonical)))
+    unexpected = [
+        original
+        for canonical, original in sources.items()
+        if not canonical.startswith(ignore_prefixes)
+    ]
+    if missing or unexpected or mismatched:
+        problems = [("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)]
+        raise CheckpointMismatchError(
+            "The checkpoint does not fit the model:\n"
+            + "\n".join(
+                f"  {kind} ({len(items)}): " + "; ".join(sorted(items))
+                for kind, items in problems
+                if items
+            )
+        )
+    for path, name in plan:
+        array = to_keras_layout(path, checkpoint[name])
+        if path == POSITION_EMBEDDING and source_grid != target_grid:
+            array = resample_position_embeddings(array, source_grid, target_grid)
+        yield path, array
+
+
+def keras_to_hf(weights: Mapping[str, np.ndarray], with_head: bool) -> dict[str, np.ndarray]:
+    """Converts keras_vit weights to a transformers state dict.
+
+    Args:
+        weights: Keras weight path -> array, e.g. from `model.weights`.
+        with_head: name tensors as `ViTForImageClassification` does (backbone
+            under `vit.`, head as `classifier`); otherwise as `ViTModel`.
+
+    Returns:
+        Tensor name -> array in transformers' layout.
+
+    Example:
+        >>> state = keras_to_hf({w.path: np.asarray(w) for w in model.weights}, True)
+    """
+    return {
+        hf_file_name(hf_name_for(path), with_head): to_hf_layout(path, np.asarray(array))
+        for path, array in weights.items()
+    }

@@ -1,0 +1,209 @@
+"""keras_vit models from local transformers checkpoints, and back.
+
+`load_pretrained` reads `config.json` and the weights of a checkpoint
+directory and builds a `ViT` with them. `save_pretrained` writes a directory
+that transformers and keras_vit both load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from keras_vit.conversion.atomic import atomic_path
+from keras_vit.conversion.checkpoint import read_checkpoint, write_safetensors
+from keras_vit.conversion.convert import hf_to_keras, keras_to_hf
+from keras_vit.conversion.hf_config import (
+    check_exportable,
+    config_from_hf,
+    config_to_hf,
+    preprocessor_to_hf,
+)
+from keras_vit.conversion.names import canonical_hf_name
+from keras_vit.model import ViT
+from keras_vit.preprocessing import ImageProcessor
+
+logger = logging.getLogger("keras_vit")
+
+HF_CONFIG = "config.json"
+HF_WEIGHTS = "model.safetensors"
+PREPROCESSOR_CONFIG = "preprocessor_config.json"
+KERAS_CONFIG = "keras_vit_config.json"
+KERAS_WEIGHTS = "model.weights.h5"
+# Parts of transformers checkpoints that keras_vit has no use for.
+UNUSED_PREFIXES = ("decoder.",)
+
+
+def read_hf_config(directory: str | os.PathLike) -> dict[str, Any]:
+    """Parses `config.json` of a checkpoint directory, with a clear error if absent."""
+    path = Path(directory) / HF_CONFIG
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{directory} has no {HF_CONFIG}. Point at a checkpoint directory written by "
+            "transformers' or keras_vit's save_pretrained."
+        )
+    return json.loads(path.read_text())
+
+
+def load_pretrained(
+    directory: str | os.PathLike,
+    image_size: int | tuple[int, int] | None = None,
+    classes: int | None = None,
+    include_top: bool | None = None,
+    verbose: bool = True,
+    **overrides: Any,
+) -> ViT:
+    """Builds a keras_vit `ViT` from a local transformers ViT checkpoint directory.
+
+    Args:
+        directory: holds `config.json` and `model.safetensors` (sharded or
+            not) or `pytorch_model.bin`; a directory keras_vit wrote is loaded
+            through its Keras-native files when nothing is overridden.
+        image_size: build for another resolution; learned position
+            embeddings are resampled bicubically, exactly as transformers'
+            `interpolate_pos_encoding=True`.
+        classes: attach a new zero-initialised head of this size when it
+            differs from the checkpoint's (or the checkpoint has none). The
+            checkpoint's pre-logits (pooler) is then dropped, as for fine-tuning.
+        include_top: keep (`True`) or drop (`False`) the head; by default
+            the checkpoint decides.
+        verbose: show a progress bar and report unused tensors.
+        **overrides: other `ViTConfig` fields, e.g. `drop_path_rate=0.1`.
+
+    Returns:
+        The model, with `config.id2label` from the checkpoint when its head is kept.
+
+    Example:
+        >>> model = load_pretrained("vit-base-patch16-224/", image_size=384)
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory.")
+    keras_native = (directory / KERAS_CONFIG).is_file() and (directory / KERAS_WEIGHTS).is_file()
+    if (
+        keras_native
+        and image_size is None
+        and classes is None
+        and include_top is None
+        and not overrides
+    ):
+        model = ViT.from_config(json.loads((directory / KERAS_CONFIG).read_text()))
+        model.load_weights(str(directory / KERAS_WEIGHTS))
+        return model
+
+    base = config_from_hf(read_hf_config(directory))
+    checkpoint = read_checkpoint(directory)
+    shapes = {canonical_hf_name(name): shape for name, shape in checkpoint.shapes.items()}
+    head_shape = shapes.get("classifier.weight")
+    if include_top and head_shape is None and not classes:
+        raise ValueError(
+            f"{directory} has no classification head; pass classes=N to attach a new one."
+        )
+    keep_head = (head_shape is not None or bool(classes)) if include_top is None else include_top
+    new_head = keep_head and (head_shape is None or (classes or head_shape[0]) != head_shape[0])
+    has_pooler = "pooler.dense.weight" in shapes and not new_head
+    ignored = list(UNUSED_PREFIXES)
+    if head_shape is not None and (new_head or not keep_head):
+        ignored.append("classifier.")
+    if "pooler.dense.weight" in shapes and not has_pooler:
+        ignored.append("pooler.")
+    values = {
+        "image_size": image_size or base.image_size,
+        "classes": (classes or head_shape[0]) if keep_head else None,
+        "pre_logits": has_pooler,
+        "use_mask_token": "embeddings.mask_token" in shapes,
+        "id2label": base.id2label if keep_head and not new_head else None,
+        **overrides,
+    }
+    config = dataclasses.replace(base, **values)
+    model = ViT(config)
+    unused = sorted(name for name in shapes if name.startswith(tuple(ignored)))
+    if unused and verbose:
+        logger.info("Not loaded from %s (unused by this model): %s", directory, ", ".join(unused))
+    assign_weights(
+        model,
+        hf_to_keras(
+            checkpoint,
+            {
+                variable.path: tuple(variable.shape)
+                for variable in _loaded_variables(model, new_head)
+            },
+            source_grid=base.grid_size,
+            target_grid=config.grid_size,
+            ignore_prefixes=tuple(ignored),
+        ),
+        verbose=verbose,
+    )
+    return model
+
+
+def _loaded_variables(model: ViT, new_head: bool) -> list:
+    """The model's variables that come from the checkpoint (a new head does not)."""
+    return [v for v in model.weights if not (new_head and v.path.startswith("head/"))]
+
+
+def assign_weights(model: ViT, weights, verbose: bool = True) -> None:
+    """Assigns `(path, array)` pairs to the model's variables, one at a time.
+
+    Args:
+        model: the model to fill.
+        weights: an iterable of `(keras_path, array)`, e.g. from `hf_to_keras`.
+        verbose: show a progress bar.
+    """
+    variables = {variable.path: variable for variable in model.weights}
+    progress = keras.utils.Progbar(len(variables), verbose=1 if verbose else 0, unit_name="tensor")
+    for count, (path, array) in enumerate(weights, start=1):
+        variables[path].assign(array)
+        progress.update(count)
+
+
+def save_pretrained(model: ViT, directory: str | os.PathLike, overwrite: bool = False) -> None:
+    """Writes a directory that transformers and keras_vit both load.
+
+    It holds transformers' `config.json`, `model.safetensors` and
+    `preprocessor_config.json`, and keras_vit's own `keras_vit_config.json`
+    and `model.weights.h5`. Everything is written to a temporary directory
+    first and renamed into place at the end.
+
+    Args:
+        model: a `ViT` with [CLS] pooling and no pre-logits under its head.
+        directory: the destination.
+        overwrite: replace an existing destination.
+
+    Example:
+        >>> save_pretrained(model, "my-vit/")
+        >>> transformers.AutoModelForImageClassification.from_pretrained("my-vit/")
+    """
+    config = model.config
+    check_exportable(config)
+    weights = {variable.path: keras.ops.convert_to_numpy(variable) for variable in model.weights}
+    if config.position_embedding == "sincos":
+        weights["embeddings/position_embedding"] = np.asarray(model.embeddings.position_embedding)
+    processor = model.preprocessor or ImageProcessor(config.image_size)
+    with atomic_path(directory, overwrite=overwrite, directory=True) as temporary:
+        write_safetensors(
+            keras_to_hf(weights, with_head=bool(config.classes)), temporary / HF_WEIGHTS
+        )
+        _write_json(temporary / HF_CONFIG, config_to_hf(config))
+        _write_json(
+            temporary / PREPROCESSOR_CONFIG,
+            preprocessor_to_hf(
+                processor.image_size,
+                processor.image_mean,
+                processor.image_std,
+                processor.rescale_factor,
+            ),
+        )
+        _write_json(temporary / KERAS_CONFIG, model.get_config())
+        model.save_weights(str(temporary / KERAS_WEIGHTS))
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
