@@ -11,8 +11,11 @@ from pathlib import Path
 
 
 def refuse_existing(path: str | os.PathLike, overwrite: bool) -> None:
-    """Raises FileExistsError if `path` exists and `overwrite` is false."""
-    if Path(path).exists() and not overwrite:
+    """Raises FileExistsError if `path` exists (other than as an empty directory)
+    and `overwrite` is false."""
+    path = Path(path)
+    empty_directory = path.is_dir() and not any(path.iterdir())
+    if path.exists() and not empty_directory and not overwrite:
         raise FileExistsError(
             f"{path} already exists. Pass overwrite=True (--overwrite) to replace it."
         )

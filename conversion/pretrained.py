@@ -27,6 +27,7 @@ from keras_vit.conversion.hf_config import (
     preprocessor_to_hf,
 )
 from keras_vit.conversion.names import canonical_hf_name
+from keras_vit.initializers import skip_random_init
 from keras_vit.model import ViT
 from keras_vit.preprocessing import ImageProcessor
 
@@ -94,7 +95,8 @@ def load_pretrained(
         and include_top is None
         and not overrides
     ):
-        model = ViT.from_config(json.loads((directory / KERAS_CONFIG).read_text()))
+        with skip_random_init():
+            model = ViT.from_config(json.loads((directory / KERAS_CONFIG).read_text()))
         model.load_weights(str(directory / KERAS_WEIGHTS))
         return model
 
@@ -123,7 +125,8 @@ def load_pretrained(
         **overrides,
     }
     config = dataclasses.replace(base, **values)
-    model = ViT(config)
+    with skip_random_init():  # every weight but a new (zero) head comes from the checkpoint
+        model = ViT(config)
     unused = sorted(name for name in shapes if name.startswith(tuple(ignored)))
     if unused and verbose:
         logger.info("Not loaded from %s (unused by this model): %s", directory, ", ".join(unused))

@@ -5,6 +5,7 @@ from keras_vit.attention import MultiHeadSelfAttention
 from keras_vit.config import ViTConfig
 from keras_vit.embeddings import ViTEmbeddings, sincos_position_embeddings
 from keras_vit.encoder import Encoder, EncoderBlock
+from keras_vit.initializers import skip_random_init
 from keras_vit.model import ViT
 from keras_vit.pooling import TokenPooling
 from keras_vit.preprocessing import ImageProcessor
@@ -45,5 +46,6 @@ __all__ = [
     "get_activation",
     "resample_position_embeddings",
     "sincos_position_embeddings",
+    "skip_random_init",
     "variant_config",
 ]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_vit.initializers import truncated_normal
+
 
 @keras.saving.register_keras_serializable(package="keras_vit")
 class MultiHeadSelfAttention(keras.layers.Layer):
@@ -55,7 +57,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             return keras.layers.Dense(
                 hidden_size,
                 use_bias=use_bias,
-                kernel_initializer=keras.initializers.TruncatedNormal(stddev=initializer_range),
+                kernel_initializer=truncated_normal(initializer_range),
                 dtype=self.dtype_policy,
                 name=name,
             )

@@ -32,9 +32,7 @@ def max_difference_vs_transformers(model, source: str | Path) -> float:
 
     transformers.logging.set_verbosity_error()
     reference = transformers.ViTModel.from_pretrained(str(source), add_pooling_layer=False).eval()
-    height, width = (
-        g * p for g, p in zip(model.config.grid_size, model.config.patch_pair, strict=True)
-    )
+    height, width = model.config.image_pair
     images = np.random.default_rng(0).standard_normal((2, height, width, model.config.num_channels))
     images = images.astype("float32")
     source_size = reference.config.image_size

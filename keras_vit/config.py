@@ -172,9 +172,14 @@ class ViTConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
 
     @property
+    def image_pair(self) -> tuple[int, int]:
+        """The image size as `(height, width)`."""
+        return as_pair(self.image_size, "image_size")
+
+    @property
     def grid_size(self) -> tuple[int, int]:
         """The patch grid `(rows, columns)`."""
-        (height, width), (ph, pw) = as_pair(self.image_size, "image_size"), self.patch_pair
+        (height, width), (ph, pw) = self.image_pair, self.patch_pair
         return height // ph, width // pw
 
     @property

@@ -7,6 +7,7 @@ import numpy as np
 from keras import ops
 
 from keras_vit.config import as_pair
+from keras_vit.initializers import truncated_normal
 from keras_vit.resample import resample_position_embeddings
 
 
@@ -86,7 +87,7 @@ class ViTEmbeddings(keras.layers.Layer):
         self.position_embedding_type = position_embedding
         self.dropout_rate = dropout_rate
         self.initializer_range = initializer_range
-        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        initializer = truncated_normal(initializer_range)
         self.patch_projection = keras.layers.Conv2D(
             hidden_size,
             kernel_size=self.patch_size,
@@ -102,7 +103,7 @@ class ViTEmbeddings(keras.layers.Layer):
 
     def build(self, input_shape):
         self.patch_projection.build(input_shape)
-        initializer = keras.initializers.TruncatedNormal(stddev=self.initializer_range)
+        initializer = truncated_normal(self.initializer_range)
         self.cls_token = self.add_weight(
             shape=(1, 1, self.hidden_size), initializer=initializer, name="cls_token"
         )

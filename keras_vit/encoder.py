@@ -6,6 +6,7 @@ import keras
 
 from keras_vit.activations import get_activation
 from keras_vit.attention import MultiHeadSelfAttention
+from keras_vit.initializers import truncated_normal
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -61,7 +62,7 @@ class EncoderBlock(keras.layers.Layer):
         self.initializer_range = initializer_range
         self.activation = get_activation(hidden_act)
         policy = self.dtype_policy
-        initializer = keras.initializers.TruncatedNormal(stddev=initializer_range)
+        initializer = truncated_normal(initializer_range)
         self.layernorm_before = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=policy, name="layernorm_before"
         )

@@ -10,9 +10,10 @@ import numpy as np
 from keras import ops
 
 from keras_vit.activations import get_activation
-from keras_vit.config import ViTConfig, as_pair
+from keras_vit.config import ViTConfig
 from keras_vit.embeddings import ViTEmbeddings
 from keras_vit.encoder import Encoder
+from keras_vit.initializers import truncated_normal
 from keras_vit.pooling import TokenPooling
 from keras_vit.preprocessing import ImageProcessor
 
@@ -56,7 +57,7 @@ class ViT(keras.Model):
     ):
         if isinstance(config, dict):
             config = ViTConfig.from_dict(config)
-        height, width = as_pair(config.image_size, "image_size")
+        height, width = config.image_pair
         preprocessor = None
         if include_preprocessing:
             preprocessor = ImageProcessor((height, width), name="preprocessing")
@@ -102,9 +103,7 @@ class ViT(keras.Model):
             pre_logits = keras.layers.Dense(
                 config.pre_logits_size,
                 activation=get_activation(config.pooler_act),
-                kernel_initializer=keras.initializers.TruncatedNormal(
-                    stddev=config.initializer_range
-                ),
+                kernel_initializer=truncated_normal(config.initializer_range),
                 dtype=dtype,
                 name="pre_logits",
             )
@@ -159,7 +158,7 @@ class ViT(keras.Model):
             )
         if self.include_preprocessing:
             return
-        expected = as_pair(self.config.image_size, "image_size")
+        expected = self.config.image_pair
         patch = self.config.patch_pair
         for side, size, step in zip(("height", "width"), shape[1:3], patch, strict=True):
             if size is not None and size % step:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import os
@@ -9,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from keras_vit.config import ViTConfig
+from keras_vit.initializers import skip_random_init
 from keras_vit.model import ViT
 
 # name: (layers, hidden, heads, MLP, patch)
@@ -124,12 +126,13 @@ def build_variant(
         pre_logits=pre_logits,
         **overrides,
     )
-    model = ViT(
-        config,
-        include_preprocessing=include_preprocessing,
-        dtype=dtype,
-        name=name or "vit_" + variant[3:].lower(),
-    )
+    with skip_random_init() if weights is not None else contextlib.nullcontext():
+        model = ViT(
+            config,
+            include_preprocessing=include_preprocessing,
+            dtype=dtype,
+            name=name or "vit_" + variant[3:].lower(),
+        )
     if weights is not None:
         model.load_weights(weights)
     return model

@@ -18,6 +18,8 @@ def test_lists_become_pairs():
 
 def test_grid_size_non_square():
     assert tiny_config(image_size=(48, 32)).grid_size == (6, 4)
+    assert tiny_config(image_size=(48, 32)).image_pair == (48, 32)
+    assert tiny_config(image_size=32).image_pair == (32, 32)
 
 
 def test_defaults_follow_the_paper():

@@ -56,3 +56,10 @@ def nchw(images: np.ndarray):
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+
+
+def random_images(model, seed: int = 0, size: tuple[int, int] | None = None) -> np.ndarray:
+    """A float32 batch of two standard-normal images at the model's (or a given) size."""
+    height, width = size or model.config.image_pair
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((2, height, width, model.config.num_channels)).astype("float32")

@@ -6,22 +6,16 @@ import torch
 
 from keras_vit import ViT
 from tests.conftest import to_numpy
-from tests.conversion.conftest import CHECKPOINTS, nchw
+from tests.conversion.conftest import CHECKPOINTS, nchw, random_images
 
 TOLERANCE = 1e-4
-
-
-def image_batch(model, seed=0, size=None):
-    height, width = size or [g * p for g, p in zip(model.config.grid_size, model.config.patch_pair)]
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((2, height, width, model.config.num_channels)).astype("float32")
 
 
 @pytest.mark.parametrize("name", list(CHECKPOINTS))
 def test_every_output_matches_transformers(hf_checkpoints, name):
     directory, reference = hf_checkpoints[name]
     model = ViT.from_pretrained(directory, verbose=False)
-    images = image_batch(model)
+    images = random_images(model)
     with torch.no_grad():
         expected = reference(nchw(images), output_hidden_states=True, output_attentions=True)
     ours = model.encode(images, output_hidden_states=True, output_attentions=True)
@@ -37,17 +31,17 @@ def test_every_output_matches_transformers(hf_checkpoints, name):
     if hasattr(expected, "logits"):
         np.testing.assert_allclose(to_numpy(model(images)), expected.logits.numpy(), atol=TOLERANCE)
     assert len(ours["hidden_states"]) == len(expected.hidden_states) == 3
-    for ours_state, theirs in zip(ours["hidden_states"], expected.hidden_states):
+    for ours_state, theirs in zip(ours["hidden_states"], expected.hidden_states, strict=True):
         np.testing.assert_allclose(to_numpy(ours_state), theirs.numpy(), atol=TOLERANCE)
     assert len(ours["attentions"]) == len(expected.attentions) == 2
-    for ours_map, theirs in zip(ours["attentions"], expected.attentions):
+    for ours_map, theirs in zip(ours["attentions"], expected.attentions, strict=True):
         np.testing.assert_allclose(to_numpy(ours_map), theirs.numpy(), atol=TOLERANCE)
 
 
 def test_classifier_last_hidden_state_matches(hf_checkpoints):
     directory, reference = hf_checkpoints["labels"]
     model = ViT.from_pretrained(directory, verbose=False)
-    images = image_batch(model)
+    images = random_images(model)
     with torch.no_grad():
         expected = reference.vit(nchw(images)).last_hidden_state.numpy()
     np.testing.assert_allclose(
@@ -62,7 +56,7 @@ def test_new_resolution_matches_interpolate_pos_encoding(hf_checkpoints, name, s
     directory, reference = hf_checkpoints[name]
     model = ViT.from_pretrained(directory, image_size=size, verbose=False)
     assert model.config.image_size == size
-    images = image_batch(model)
+    images = random_images(model)
     with torch.no_grad():
         expected = reference(nchw(images), interpolate_pos_encoding=True)
     got = to_numpy(model(images))
