@@ -6,7 +6,8 @@
 A random-weight checkpoint (`model.safetensors` and `config.json`) is first
 written by transformers in a separate process. Each backend then converts it
 with `keras_vit.ViT.from_pretrained` in a fresh process, which reports its RSS
-after imports, its peak RSS and the wall time of the call. The target is a
+after imports, its peak RSS and the wall time of the call; transformers'
+`ViTModel.from_pretrained` is measured the same way, for comparison. The target is a
 peak-minus-before increase of at most 1.5x the checkpoint file size.
 `--workdir` keeps the checkpoint there and reuses it on later runs; otherwise a
 temporary directory is used and removed at the end.
@@ -15,6 +16,7 @@ temporary directory is used and removed at the end.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -51,59 +53,65 @@ def build_checkpoint(directory: Path, smoke: bool) -> None:
     transformers.ViTModel(config).save_pretrained(directory)
 
 
-def convert(directory: Path) -> None:
-    """Loads the checkpoint with keras_vit and prints one JSON line of measurements."""
+def rss_bytes() -> int:
+    """This process's resident set size now."""
+    status = Path("/proc/self/status").read_text()
+    return 1024 * int(next(line.split()[1] for line in status.splitlines() if "VmRSS:" in line))
+
+
+def measure_load(directory: Path, library: str) -> None:
+    """Loads the checkpoint with keras_vit or transformers; prints one JSON line."""
     import resource
     import time
 
-    import keras
+    if library == "transformers":
+        import transformers
 
-    import keras_vit
+        load, name = transformers.ViTModel.from_pretrained, "transformers (torch)"
+    else:
+        import keras
 
-    status = Path("/proc/self/status").read_text()
-    rss_kib = next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))
+        import keras_vit
+
+        load, name = keras_vit.ViT.from_pretrained, f"keras_vit {keras.backend.backend()}"
+        load = functools.partial(load, verbose=False)
+    before = rss_bytes()
     start = time.perf_counter()
-    model = keras_vit.ViT.from_pretrained(directory, verbose=False)
+    load(directory)
     seconds = time.perf_counter() - start
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    result = {
-        "backend": keras.backend.backend(),
-        "seconds": seconds,
-        "rss_before_bytes": int(rss_kib) * 1024,
-        "peak_rss_bytes": peak_kib * 1024,
-        "params": model.count_params(),
-    }
-    print(json.dumps(result), flush=True)
+    peak = 1024 * resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"name": name, "seconds": seconds, "before": before, "peak": peak}))
 
 
-def run_child(mode: str, directory: Path, backend: str, smoke: bool) -> str:
-    """Runs this script in `mode` in a fresh process and returns its stdout."""
+def run_child(arguments: list[str], backend: str = "torch") -> str:
+    """Runs this script with `arguments` in a fresh process and returns its stdout."""
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    command = [sys.executable, __file__, mode, str(directory), *(["--smoke"] * smoke)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, __file__, *arguments], env=env, capture_output=True)
     if done.returncode != 0:
-        raise RuntimeError(f"{mode} on {backend} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
+        raise RuntimeError(f"{arguments} on {backend} failed:\n{done.stderr.decode()[-3000:]}")
+    return done.stdout.decode()
 
 
 def benchmark(directory: Path, backends: list[str], smoke: bool) -> None:
-    """Writes the checkpoint if absent, converts it on each backend, prints the table."""
+    """Writes the checkpoint if absent, loads it with each library, prints the table."""
     if not (directory / "model.safetensors").is_file():
-        run_child("--build", directory, "torch", smoke)
+        run_child(["--build", str(directory), *(["--smoke"] * smoke)])
     size = (directory / "model.safetensors").stat().st_size
     print(f"\nCheckpoint {directory / 'model.safetensors'}: {size / MB:.1f} MB\n")
     print(
-        "| backend | conversion time (s) | RSS before (MB) | peak RSS (MB) | increase (MB) "
+        "| loader | time (s) | RSS before (MB) | peak RSS (MB) | increase (MB) "
         f"| increase / checkpoint size | target (<= {TARGET}x) met? |"
     )
     print("|---|---|---|---|---|---|---|")
-    for backend in backends:
-        result = json.loads(run_child("--convert", directory, backend, smoke).splitlines()[-1])
-        increase = result["peak_rss_bytes"] - result["rss_before_bytes"]
+    runs = [("keras_vit", backend) for backend in backends] + [("transformers", "torch")]
+    for library, backend in runs:
+        output = run_child(["--load", str(directory), "--library", library], backend)
+        result = json.loads(output.splitlines()[-1])
+        increase = result["peak"] - result["before"]
         ratio = increase / size
         print(
-            f"| {backend} | {result['seconds']:.1f} | {result['rss_before_bytes'] / MB:.0f} "
-            f"| {result['peak_rss_bytes'] / MB:.0f} | {increase / MB:.0f} | {ratio:.2f}x "
+            f"| {result['name']} | {result['seconds']:.1f} | {result['before'] / MB:.0f} "
+            f"| {result['peak'] / MB:.0f} | {increase / MB:.0f} | {ratio:.2f}x "
             f"| {'yes' if ratio <= TARGET else 'no'} |",
             flush=True,
         )
@@ -115,12 +123,13 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="keep (and reuse) the checkpoint here")
     parser.add_argument("--smoke", action="store_true", help="tiny config, to check the script")
     parser.add_argument("--build", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--convert", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--load", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--library", default="keras_vit", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.build:
         build_checkpoint(args.build, args.smoke)
-    elif args.convert:
-        convert(args.convert)
+    elif args.load:
+        measure_load(args.load, args.library)
     else:
         name = "vit-smoke" if args.smoke else "vit-large-patch16-224"
         backends = args.backends.split(",")
