@@ -156,8 +156,11 @@ def write_safetensors(tensors: dict[str, np.ndarray], path: str | os.PathLike) -
 
     Args:
         tensors: names and contiguous numpy arrays.
-        path: the destination file; written whole or not at all by the caller's
-            temporary directory.
+        path: the destination file. Write it inside `atomic_path` so that a
+            failure leaves nothing behind.
+
+    Example:
+        >>> write_safetensors(keras_to_hf(weights, with_head=True), "out/model.safetensors")
     """
     from safetensors.numpy import save_file
 

@@ -70,6 +70,9 @@ def config_to_hf(config: ViTConfig) -> dict[str, Any]:
         The dict, with `model_type` "vit" and `architectures`
         `["ViTForImageClassification"]` when the model has a head, else
         `["ViTModel"]`.
+
+    Example:
+        >>> transformers.ViTConfig(**config_to_hf(model.config))
     """
     check_exportable(config)
     hf = {key: getattr(config, key) for key in _HF_DEFAULTS}

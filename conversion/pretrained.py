@@ -159,6 +159,9 @@ def assign_weights(model: ViT, weights, verbose: bool = True) -> None:
         model: the model to fill.
         weights: an iterable of `(keras_path, array)`, e.g. from `hf_to_keras`.
         verbose: show a progress bar.
+
+    Example:
+        >>> assign_weights(model, hf_to_keras(checkpoint, shapes, (14, 14), (14, 14)))
     """
     variables = {variable.path: variable for variable in model.weights}
     progress = keras.utils.Progbar(len(variables), verbose=1 if verbose else 0, unit_name="tensor")
