@@ -37,5 +37,5 @@ def test_conversion_benchmark_runs_end_to_end():
     ours = f"| keras_vit {keras.backend.backend()} |"
     row = next(line for line in output.splitlines() if line.startswith(ours))
     seconds, before, peak = (float(cell) for cell in row.split("|")[2:5])
-    assert seconds > 0 and peak >= before > 0
+    assert seconds >= 0 and peak >= before > 0
     assert "| transformers (torch) |" in output
