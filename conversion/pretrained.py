@@ -53,12 +53,45 @@ def read_hf_config(directory: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def reshapes_checkpoint(
+    image_size: int | tuple[int, int] | None = None,
+    classes: int | None = None,
+    include_top: bool | None = None,
+    verbose: bool = True,
+    include_preprocessing: bool | None = None,
+    dtype: Any = None,
+    name: str | None = None,
+    **overrides: Any,
+) -> bool:
+    """Whether `load_pretrained` arguments change the stored model, so that a
+    directory's Keras-native files cannot be used as they are.
+
+    Args:
+        image_size, classes, include_top, verbose, include_preprocessing,
+            dtype, name, **overrides: as for `load_pretrained`.
+
+    Returns:
+        True if `image_size`, `classes` or `include_top` is given, or any
+        `ViTConfig` override; the other arguments do not change the weights.
+
+    Example:
+        >>> reshapes_checkpoint(classes=10), reshapes_checkpoint(verbose=False)
+        (True, False)
+    """
+    return (
+        image_size is not None or classes is not None or include_top is not None or bool(overrides)
+    )
+
+
 def load_pretrained(
     directory: str | os.PathLike,
     image_size: int | tuple[int, int] | None = None,
     classes: int | None = None,
     include_top: bool | None = None,
     verbose: bool = True,
+    include_preprocessing: bool | None = None,
+    dtype: Any = None,
+    name: str | None = None,
     **overrides: Any,
 ) -> ViT:
     """Builds a keras_vit `ViT` from a local transformers ViT checkpoint directory.
@@ -76,6 +109,11 @@ def load_pretrained(
         include_top: keep (`True`) or drop (`False`) the head; by default
             the checkpoint decides.
         verbose: show a progress bar and report unused tensors.
+        include_preprocessing: put an `ImageProcessor` at the model's front.
+        dtype: the model's dtype policy, e.g. `"mixed_bfloat16"`.
+        name: the model's name.
+            These three default to what a keras_vit directory stored, else to
+            no preprocessing, the global dtype policy and "vit".
         **overrides: other `ViTConfig` fields, e.g. `drop_path_rate=0.1`.
 
     Returns:
@@ -87,16 +125,23 @@ def load_pretrained(
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory.")
+    model_arguments = {
+        key: value
+        for key, value in (
+            ("include_preprocessing", include_preprocessing),
+            ("dtype", dtype),
+            ("name", name),
+        )
+        if value is not None
+    }
     keras_native = (directory / KERAS_CONFIG).is_file() and (directory / KERAS_WEIGHTS).is_file()
-    if (
-        keras_native
-        and image_size is None
-        and classes is None
-        and include_top is None
-        and not overrides
-    ):
+    reshaped = reshapes_checkpoint(
+        image_size=image_size, classes=classes, include_top=include_top, **overrides
+    )
+    if keras_native and not reshaped:
+        stored = json.loads((directory / KERAS_CONFIG).read_text())
         with skip_random_init():
-            model = ViT.from_config(json.loads((directory / KERAS_CONFIG).read_text()))
+            model = ViT.from_config({**stored, **model_arguments})
         model.load_weights(str(directory / KERAS_WEIGHTS))
         return model
 
@@ -126,7 +171,7 @@ def load_pretrained(
     }
     config = dataclasses.replace(base, **values)
     with skip_random_init():  # every weight but a new (zero) head comes from the checkpoint
-        model = ViT(config)
+        model = ViT(config, **model_arguments)
     unused = sorted(name for name in shapes if name.startswith(tuple(ignored)))
     if unused and verbose:
         logger.info("Not loaded from %s (unused by this model): %s", directory, ", ".join(unused))
@@ -170,7 +215,12 @@ def assign_weights(model: ViT, weights, verbose: bool = True) -> None:
         progress.update(count)
 
 
-def save_pretrained(model: ViT, directory: str | os.PathLike, overwrite: bool = False) -> None:
+def save_pretrained(
+    model: ViT,
+    directory: str | os.PathLike,
+    overwrite: bool = False,
+    extra_files: dict[str, str] | None = None,
+) -> None:
     """Writes a directory that transformers and keras_vit both load.
 
     It holds transformers' `config.json`, `model.safetensors` and
@@ -182,6 +232,8 @@ def save_pretrained(model: ViT, directory: str | os.PathLike, overwrite: bool = 
         model: a `ViT` with [CLS] pooling and no pre-logits under its head.
         directory: the destination.
         overwrite: replace an existing destination.
+        extra_files: more text files to write with the rest, name -> content
+            (e.g. a `README.md` model card).
 
     Example:
         >>> save_pretrained(model, "my-vit/")
@@ -209,6 +261,8 @@ def save_pretrained(model: ViT, directory: str | os.PathLike, overwrite: bool = 
         )
         _write_json(temporary / KERAS_CONFIG, model.get_config())
         model.save_weights(str(temporary / KERAS_WEIGHTS))
+        for file_name, content in (extra_files or {}).items():
+            (temporary / file_name).write_text(content)
 
 
 def _write_json(path: Path, value: dict) -> None:

@@ -75,6 +75,8 @@ class ViTConfig:
             patches (`encode(..., bool_masked_pos=...)`), as in transformers'
             `ViTModel(use_mask_token=True)` and masked-image-modeling checkpoints.
         id2label: class index -> label name, for decoding predictions.
+        base_model: the Hub repo the weights were loaded from, if any; model
+            cards written by `push_to_hub` name it as `base_model`.
 
     Example:
         >>> config = ViTConfig(image_size=32, patch_size=8, hidden_size=32,
@@ -107,6 +109,7 @@ class ViTConfig:
     position_embedding: str = "learned"
     use_mask_token: bool = False
     id2label: dict[int, str] | None = None
+    base_model: str | None = None
 
     def __post_init__(self):
         if self.id2label is not None:  # JSON turns int keys into strings

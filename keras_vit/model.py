@@ -253,29 +253,53 @@ class ViT(keras.Model):
         return outputs
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> ViT:
-        """Builds a model from a transformers ViT checkpoint directory.
+    def from_pretrained(
+        cls,
+        repo_or_path: str | os.PathLike,
+        revision: str | None = None,
+        token: str | bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        **kwargs: Any,
+    ) -> ViT:
+        """Builds a model from a Hub repo or a local transformers / keras_vit checkpoint.
 
         Args:
-            path: a local directory with `config.json` and `model.safetensors`
-                (sharded or not) or `pytorch_model.bin`, as transformers' or
-                keras_vit's `save_pretrained` write.
+            repo_or_path: `org/name`, `hf://org/name`, or a local directory with
+                `config.json` and `model.safetensors` (sharded or not) or
+                `pytorch_model.bin`. Only the files needed are downloaded, into
+                the shared Hugging Face cache.
+            revision: a branch, tag or commit sha.
+            token: a Hub token for private or gated repos.
+            cache_dir: another cache than huggingface_hub's default.
+            force_download: download again even if cached.
+            local_files_only: use the cache only (as `HF_HUB_OFFLINE=1`).
             **kwargs: `image_size` (resamples position embeddings), `classes`
-                (a new zero-initialised head), `include_top`, `verbose`, and
-                any `ViTConfig` field; see `keras_vit.conversion.load_pretrained`.
+                (a new zero-initialised head), `include_top`, `verbose`,
+                `include_preprocessing`, `dtype`, `name`, and any `ViTConfig`
+                field; see `keras_vit.conversion.load_pretrained`.
 
         Returns:
             The model.
 
         Example:
-            >>> model = ViT.from_pretrained("vit-base-patch16-224/", image_size=384)
+            >>> model = ViT.from_pretrained("google/vit-base-patch16-224", image_size=384)
         """
-        from keras_vit.conversion import load_pretrained
+        from keras_vit.hf_integration import from_pretrained
 
-        return load_pretrained(path, **kwargs)
+        return from_pretrained(
+            repo_or_path,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            **kwargs,
+        )
 
     def save_pretrained(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
-        """Writes a directory that transformers and keras_vit both load.
+        """Writes a directory that transformers and keras_vit both load, with a model card.
 
         Args:
             directory: the destination; written to a temporary directory first.
@@ -284,9 +308,43 @@ class ViT(keras.Model):
         Example:
             >>> model.save_pretrained("my-vit/")
         """
-        from keras_vit.conversion import save_pretrained
+        from keras_vit.hf_integration import save_pretrained
 
         save_pretrained(self, directory, overwrite=overwrite)
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        private: bool = False,
+        token: str | None = None,
+        commit_message: str | None = None,
+        revision: str | None = None,
+    ):
+        """Uploads the model to the Hub in one commit, as a repo transformers also loads.
+
+        Args:
+            repo_id: `org/name`; created if it does not exist.
+            private: create the repo as private.
+            token: a token with write access (default: the logged-in one).
+            commit_message: the commit's message.
+            revision: the branch to commit to.
+
+        Returns:
+            huggingface_hub's `CommitInfo`.
+
+        Example:
+            >>> model.push_to_hub("me/my-vit")
+        """
+        from keras_vit.hf_integration import push_to_hub
+
+        return push_to_hub(
+            self,
+            repo_id,
+            private=private,
+            token=token,
+            commit_message=commit_message,
+            revision=revision,
+        )
 
     def decode_predictions(self, scores, top: int = 5) -> list[list[tuple[str, float]]]:
         """Turns class scores into `(label, score)` pairs, best first.

@@ -63,13 +63,13 @@ def variant_config(variant: str, **overrides: Any) -> ViTConfig:
 
 def build_variant(
     variant: str,
-    include_top: bool = True,
-    weights: str | None = None,
-    image_size: int | tuple[int, int] = 224,
+    include_top: bool | None = None,
+    weights: str | os.PathLike | None = None,
+    image_size: int | tuple[int, int] | None = None,
     pooling: str | None = "token",
-    classes: int | None = 1000,
+    classes: int | None = None,
     classifier_activation: str | None = "softmax",
-    pre_logits: bool = False,
+    pre_logits: bool | None = None,
     include_preprocessing: bool = False,
     dtype: Any = None,
     name: str | None = None,
@@ -79,16 +79,24 @@ def build_variant(
 
     Args:
         variant: one of `VARIANTS`.
-        include_top: attach a classification head of `classes` outputs.
-        weights: `None` (random initialisation) or the path of a
-            `.weights.h5` file saved from a model of this variant (position
-            embeddings are resampled if its image size differs).
-        image_size: input side or `(height, width)`, multiples of the patch size.
+        include_top: attach a classification head. Default: yes for random
+            weights; for pretrained weights, whatever the checkpoint has (the
+            `imagenet21k` ones have none, and give pre-logits features).
+        weights: `None` (random initialisation); a weight name of this variant
+            (`"imagenet21k"`, `"imagenet"`, `"imagenet-384"`; see
+            `keras_vit.list_weights()`), a Hub repo id, an `hf://` URL or a
+            checkpoint directory (downloaded and converted); or the path of a
+            `.weights.h5` file saved from a model of this variant.
+        image_size: input side or `(height, width)`, multiples of the patch
+            size. Default 224, or the checkpoint's; another size resamples the
+            position embeddings.
         pooling: `"token"`, `"gap"`, or `None` for the whole token sequence
             (only without a head).
-        classes: number of classes of the head.
+        classes: size of the head. Default 1000, or the checkpoint's; with
+            pretrained weights another value attaches a new zero-initialised head.
         classifier_activation: activation of the head, `None` for logits.
         pre_logits: add the Dense + tanh pre-logits layer after pooling.
+            Default: no, or whatever the checkpoint has.
         include_preprocessing: take raw 0..255 images of any size.
         dtype: dtype policy, e.g. `"mixed_bfloat16"`.
         name: model name; defaults to the variant's, e.g. `"vit_b16"`.
@@ -99,7 +107,34 @@ def build_variant(
 
     Example:
         >>> model = build_variant("ViTTi16", include_top=False, pooling="gap")
+        >>> tuned = build_variant("ViTB16", weights="imagenet21k", classes=10)
     """
+    name = name or "vit_" + variant[3:].lower()
+    keras_file = weights is not None and os.fspath(weights).endswith(".weights.h5")
+    if weights is not None and not keras_file:
+        from keras_vit.hf_integration import from_weights_argument
+
+        if variant not in VARIANTS:
+            raise ValueError(f"Unknown variant {variant!r}. Choose one of {list(VARIANTS)}.")
+        optional = {"pre_logits": pre_logits} if pre_logits is not None else {}
+        return from_weights_argument(
+            variant,
+            os.fspath(weights),
+            include_top=include_top,
+            image_size=image_size,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            include_preprocessing=include_preprocessing,
+            dtype=dtype,
+            name=name,
+            **optional,
+            **overrides,
+        )
+    if keras_file and not os.path.isfile(weights):
+        raise FileNotFoundError(f"weights={weights!r}: no such file.")
+    include_top = True if include_top is None else include_top
+    classes = 1000 if classes is None and include_top else classes
     if include_top and pooling is None:
         raise ValueError(
             "include_top=True needs a pooled vector, but pooling=None. "
@@ -110,30 +145,18 @@ def build_variant(
             f"include_top=True needs the number of classes, got classes={classes!r}. "
             "Pass classes=N, or include_top=False for a feature extractor."
         )
-    if weights is not None and not (
-        isinstance(weights, str) and weights.endswith(".weights.h5") and os.path.isfile(weights)
-    ):
-        raise ValueError(
-            f"weights={weights!r} is not supported: use None, or the path of an existing "
-            "'.weights.h5' file saved with model.save_weights()."
-        )
     config = variant_config(
         variant,
-        image_size=image_size,
+        image_size=image_size or 224,
         pooling=pooling,
         classes=classes if include_top else None,
         classifier_activation=classifier_activation,
-        pre_logits=pre_logits,
+        pre_logits=bool(pre_logits),
         **overrides,
     )
-    with skip_random_init() if weights is not None else contextlib.nullcontext():
-        model = ViT(
-            config,
-            include_preprocessing=include_preprocessing,
-            dtype=dtype,
-            name=name or "vit_" + variant[3:].lower(),
-        )
-    if weights is not None:
+    with skip_random_init() if keras_file else contextlib.nullcontext():
+        model = ViT(config, include_preprocessing=include_preprocessing, dtype=dtype, name=name)
+    if keras_file:
         model.load_weights(weights)
     return model
 

@@ -79,16 +79,26 @@ def test_weights_from_a_file_resample_to_a_new_size(tmp_path):
     "kwargs, message",
     [
         (dict(pooling=None), "include_top=True needs a pooled vector"),
-        (dict(classes=None), "include_top=True needs the number of classes"),
+        (dict(classes=0), "include_top=True needs the number of classes"),
         (dict(pooling="max"), "Unknown pooling 'max'"),
         (dict(hidden_dim=64), r"Unknown argument\(s\) \['hidden_dim'\] for ViTTi16"),
-        (dict(weights="imagenet"), "weights='imagenet' is not supported"),
+        (dict(weights="imagenet21k"), r"Unknown weights 'imagenet21k' for ViTTi16.*\['imagenet'\]"),
         (dict(image_size=33), "not divisible by patch_size"),
     ],
 )
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
         small(**kwargs)
+
+
+def test_missing_weights_file():
+    with pytest.raises(FileNotFoundError, match="absent.weights.h5.*no such file"):
+        small(weights="absent.weights.h5")
+
+
+def test_defaults_without_weights():
+    config = keras_vit.ViTTi16(num_hidden_layers=1).config
+    assert (config.classes, config.image_size, config.pre_logits) == (1000, 224, False)
 
 
 def test_unknown_variant():

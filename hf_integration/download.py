@@ -1,0 +1,180 @@
+"""Fetching a checkpoint directory from the Hugging Face Hub, only the files needed.
+
+Downloads go through `huggingface_hub` into its shared cache, so `HF_HOME`,
+`HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and `HF_TOKEN` work as for
+every Hugging Face library, and huggingface_hub's progress bars are shown.
+Its errors are re-raised as `OSError`s that say what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from keras_vit.conversion.checkpoint import PYTORCH_BIN, SAFETENSORS, SAFETENSORS_INDEX
+from keras_vit.conversion.pretrained import (
+    HF_CONFIG,
+    KERAS_CONFIG,
+    KERAS_WEIGHTS,
+    PREPROCESSOR_CONFIG,
+)
+
+HF_URL_PREFIX = "hf://"
+SHARD_PATTERN = "model-*-of-*.safetensors"
+
+
+def split_source(source: str | os.PathLike) -> tuple[Path | None, str | None]:
+    """Tells a local checkpoint directory from a Hub repo id.
+
+    Args:
+        source: a local directory, `org/name`, or `hf://org/name`.
+
+    Returns:
+        `(directory, None)` for an existing local directory, else `(None, repo_id)`.
+
+    Example:
+        >>> split_source("hf://google/vit-base-patch16-224")
+        (None, 'google/vit-base-patch16-224')
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    text = os.fspath(source)
+    if not text.startswith(HF_URL_PREFIX):
+        if Path(text).is_dir():
+            return Path(text), None
+        if Path(text).exists() or text.startswith((".", "/", "~")):
+            raise FileNotFoundError(
+                f"{text} is not a directory. Pass a checkpoint directory, or a Hub repo id "
+                "as 'org/name'."
+            )
+    repo_id = text.removeprefix(HF_URL_PREFIX).strip("/")
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(
+            f"{text!r} is neither a local directory nor a valid Hub repo id ({error}). Pass "
+            "an existing directory, 'org/name' or 'hf://org/name'."
+        ) from error
+    return None, repo_id
+
+
+def files_to_fetch(repo_id: str, available: Iterable[str], keras_native: bool) -> list[str]:
+    """The files of a repo that loading it needs (patterns for sharded weights).
+
+    Args:
+        repo_id: the repo, for error messages.
+        available: the repo's file names.
+        keras_native: whether keras_vit's own files can be used as they are.
+
+    Returns:
+        `config.json`, `preprocessor_config.json` when present, and one set of
+        weights: keras_vit's own if usable, else safetensors (sharded or
+        not), else `pytorch_model.bin`.
+
+    Example:
+        >>> files_to_fetch("org/vit", ["config.json", "model.safetensors"], False)
+        ['config.json', 'model.safetensors']
+    """
+    available = set(available)
+    if HF_CONFIG not in available:
+        raise FileNotFoundError(
+            f"{repo_id} has no {HF_CONFIG}, so it is not a transformers or keras_vit "
+            f"checkpoint (files: {sorted(available)[:10]}). Check the repo id."
+        )
+    wanted = [HF_CONFIG] + [PREPROCESSOR_CONFIG] * (PREPROCESSOR_CONFIG in available)
+    if keras_native and {KERAS_CONFIG, KERAS_WEIGHTS} <= available:
+        return wanted + [KERAS_CONFIG, KERAS_WEIGHTS]
+    if SAFETENSORS_INDEX in available:
+        return wanted + [SAFETENSORS_INDEX, SHARD_PATTERN]
+    for weights in (SAFETENSORS, PYTORCH_BIN):
+        if weights in available:
+            return wanted + [weights]
+    raise FileNotFoundError(
+        f"{repo_id} has no ViT weights: expected {SAFETENSORS}, {SAFETENSORS_INDEX} or "
+        f"{PYTORCH_BIN} (files: {sorted(available)[:10]}). Only PyTorch-format "
+        "transformers checkpoints convert; TensorFlow- or Flax-only repos do not."
+    )
+
+
+def download_checkpoint(
+    repo_id: str,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    keras_native: bool = True,
+) -> Path:
+    """Downloads (or finds in the cache) the files needed to load a Hub repo.
+
+    Args:
+        repo_id: `org/name`.
+        revision: a branch, tag or commit sha; the default branch if `None`.
+        token: a Hub token; by default the logged-in one or `HF_TOKEN`.
+        cache_dir: another cache than huggingface_hub's default.
+        force_download: download again even if cached.
+        local_files_only: use the cache only (also implied by `HF_HUB_OFFLINE=1`).
+        keras_native: fetch keras_vit's own files instead of the transformers
+            weights when the repo has them.
+
+    Returns:
+        The local snapshot directory.
+
+    Example:
+        >>> directory = download_checkpoint("google/vit-base-patch16-224")
+    """
+    import huggingface_hub
+    from huggingface_hub import constants, errors
+
+    arguments = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir, token=token)
+    with _explained_hub_errors(repo_id, revision):
+        if local_files_only or constants.HF_HUB_OFFLINE:
+            return Path(huggingface_hub.snapshot_download(**arguments, local_files_only=True))
+        try:
+            info = huggingface_hub.HfApi().model_info(repo_id, revision=revision, token=token)
+        except errors.HfHubHTTPError:
+            raise
+        except Exception as connection_error:  # the Hub is unreachable: try the cache
+            try:
+                cached = huggingface_hub.snapshot_download(**arguments, local_files_only=True)
+            except errors.LocalEntryNotFoundError as error:
+                raise error from connection_error
+            return Path(cached)
+        available = [sibling.rfilename for sibling in info.siblings or []]
+        patterns = files_to_fetch(repo_id, available, keras_native)
+        directory = huggingface_hub.snapshot_download(
+            **arguments,
+            allow_patterns=patterns,
+            force_download=force_download,
+        )
+    return Path(directory)
+
+
+@contextlib.contextmanager
+def _explained_hub_errors(repo: str, revision: str | None) -> Iterator[None]:
+    """Re-raises huggingface_hub's errors as OSErrors that say what to do."""
+    from huggingface_hub import errors
+
+    try:
+        yield
+    except errors.RevisionNotFoundError as error:
+        raise OSError(
+            f"Revision {revision!r} does not exist in {repo}. Use an existing branch, tag or "
+            "commit sha, or revision=None for the default branch."
+        ) from error
+    except (errors.RepositoryNotFoundError, errors.GatedRepoError) as error:
+        raise OSError(
+            f"Repo {repo} was not found on the Hub, or you lack access to it. Check the id; "
+            "for a private or gated repo log in with `hf auth login` or pass token=."
+        ) from error
+    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled) as error:
+        raise OSError(
+            f"{repo} is not in the local Hugging Face cache and the Hub cannot be reached "
+            "(offline, or HF_HUB_OFFLINE=1 / local_files_only=True). Connect and load it "
+            "once to cache it, or pass a local checkpoint directory."
+        ) from error
+    except errors.HfHubHTTPError as error:
+        raise OSError(f"Could not download {repo} from the Hub: {error}") from error

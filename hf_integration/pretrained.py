@@ -1,0 +1,108 @@
+"""Loading keras_vit models by Hub repo id, `hf://` URL, local directory or weight name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from keras_vit.conversion.hf_config import config_from_hf
+from keras_vit.conversion.pretrained import load_pretrained, read_hf_config, reshapes_checkpoint
+from keras_vit.hf_integration.download import download_checkpoint, split_source
+from keras_vit.hf_integration.named_weights import named_weights_repo, weight_names
+from keras_vit.model import ViT
+
+
+def from_pretrained(
+    source: str | os.PathLike,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    variant: str | None = None,
+    **kwargs: Any,
+) -> ViT:
+    """Builds a `ViT` from a Hub repo or a local transformers / keras_vit checkpoint.
+
+    Args:
+        source: `org/name`, `hf://org/name`, or a local directory.
+        revision: a branch, tag or commit sha of the repo.
+        token: a Hub token for private or gated repos (default: the logged-in one).
+        cache_dir: another cache than huggingface_hub's default.
+        force_download: download again even if cached.
+        local_files_only: use the local cache only (as `HF_HUB_OFFLINE=1`).
+        variant: check that the checkpoint has this variant's shape, e.g. `"ViTB16"`.
+        **kwargs: `image_size`, `classes`, `include_top`, `verbose`,
+            `include_preprocessing`, `dtype`, `name` and `ViTConfig` overrides;
+            see `keras_vit.conversion.load_pretrained`.
+
+    Returns:
+        The model. Loaded from a repo, its `config.base_model` is the repo id.
+
+    Example:
+        >>> model = from_pretrained("google/vit-base-patch16-224-in21k", classes=10)
+    """
+    directory, repo_id = split_source(source)
+    if repo_id is not None:
+        directory = download_checkpoint(
+            repo_id,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            keras_native=not reshapes_checkpoint(**kwargs),
+        )
+    if variant is not None:
+        check_variant(directory, variant, source)
+    model = load_pretrained(directory, **kwargs)
+    if repo_id is not None:
+        model.config.base_model = repo_id
+    return model
+
+
+def check_variant(directory: Path, variant: str, source: str | os.PathLike) -> None:
+    """Raises a ValueError if the checkpoint in `directory` is not `variant`'s shape."""
+    from keras_vit.variants import variant_config
+
+    found = config_from_hf(read_hf_config(directory))
+    expected = variant_config(variant)
+    fields = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
+    mismatched = [
+        f"{field} {getattr(found, field)} (expected {getattr(expected, field)})"
+        for field in fields
+        if getattr(found, field) != getattr(expected, field)
+    ]
+    if found.patch_pair != expected.patch_pair:
+        mismatched.append(f"patch_size {found.patch_size} (expected {expected.patch_size})")
+    if mismatched:
+        raise ValueError(
+            f"{source} is not a {variant} checkpoint: it has {', '.join(mismatched)}. Use the "
+            f"builder of its size, or keras_vit.ViT.from_pretrained({str(source)!r})."
+        )
+
+
+def from_weights_argument(variant: str, weights: str, **kwargs: Any) -> ViT:
+    """Builds a variant from its builder's `weights=` argument.
+
+    Args:
+        variant: e.g. `"ViTB16"`.
+        weights: a weight name of the variant (`"imagenet21k"`, see
+            `list_weights()`), a repo id, an `hf://` URL or a local directory.
+        **kwargs: as for `from_pretrained`.
+
+    Returns:
+        The model.
+
+    Example:
+        >>> model = from_weights_argument("ViTB16", "imagenet21k", classes=5)
+    """
+    repo = named_weights_repo(variant, weights)
+    if repo is None and "/" not in weights and not Path(weights).is_dir():
+        raise ValueError(
+            f"Unknown weights {weights!r} for {variant}. Valid names: "
+            f"{weight_names(variant)} (see keras_vit.list_weights()); or pass None, a "
+            "'.weights.h5' file, a Hub repo id, an 'hf://' URL or a checkpoint directory."
+        )
+    return from_pretrained(repo or weights, variant=variant, **kwargs)
