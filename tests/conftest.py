@@ -1,10 +1,18 @@
-"""Shared fixtures: tiny configs, seeded randomness, a clean dtype policy."""
+"""Shared fixtures: tiny configs, seeded randomness, a clean dtype policy.
 
-import keras
-import numpy as np
-import pytest
+The loopback Hub starts first: `huggingface_hub` reads `HF_ENDPOINT` when it is
+first imported, and keras, transformers and the tests all import it.
+"""
 
-from keras_vit import ViTConfig
+from tests.hub_server import start_session_hub
+
+start_session_hub()
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from keras_vit import ViTConfig  # noqa: E402
 
 TINY = dict(
     image_size=32,

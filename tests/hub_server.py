@@ -9,13 +9,15 @@
     POST /api/validate-yaml                    accept any README metadata
     GET  /api/whoami-v2                        a fixed user, for authenticated callers
     POST /api/models/{repo}/preupload/{rev}    every file is uploaded "regular" (no LFS, no Xet)
-    POST /api/models/{repo}/commit/{rev}       ndjson commit -> exactly one new commit on main
+    POST /api/models/{repo}/commit/{rev}       ndjson commit -> exactly one new commit on branch rev
+    POST /api/models/{repo}/branch/{branch}    create a branch (409 if it exists)
     GET  /api/models/{repo}[/revision/{rev}]   model info: sha, siblings, private, ...
     GET  /api/models/{repo}/tree/{rev}[/path]  file and folder listing (`recursive` honoured)
     HEAD/GET /{repo}/resolve/{rev}/{file}      file metadata / bytes (single `Range` supported)
 
-Repos live in memory as a history of commits (each a full `path -> bytes` snapshot). A revision
-is "main" or the full 40-hex sha of one of the repo's commits. Writes need any
+Repos live in memory as a history of commits (each a full `path -> bytes` snapshot) and a
+map of branches to commits. A revision is a branch ("main" or one made by `create_branch`) or
+the full 40-hex sha of one of the repo's commits. Writes need any
 `Authorization: Bearer ...` header; reads need none. Errors carry the Hub's `X-Error-Code` header
 (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`) and a JSON `{"error": ...}` body, which the
 client turns into `RepositoryNotFoundError`, `RevisionNotFoundError` and
@@ -85,11 +87,12 @@ class _Repo:
     repo_id: str
     private: bool
     created: str = field(default_factory=_now)
-    history: list[_Commit] = field(default_factory=list)
+    history: list[_Commit] = field(default_factory=list)  # every commit, oldest first
+    branches: dict[str, _Commit] = field(default_factory=dict)  # branch name -> head
 
     @property
     def head(self) -> _Commit:
-        return self.history[-1]
+        return self.branches[MAIN]
 
 
 @dataclass
@@ -227,12 +230,17 @@ class HubServer:
             return dict(self._resolve(self._repo(repo_id), revision).files)
 
     def commits(self, repo_id: str) -> list[str]:
-        """The commit shas of `repo_id`, oldest first (the last one is main).
+        """The commit shas of `repo_id` on every branch, oldest first.
 
         Raises `KeyError` for an unknown repo.
         """
         with self._lock, _as_key_error():
             return [commit.sha for commit in self._repo(repo_id).history]
+
+    def commit_titles(self, repo_id: str) -> list[str]:
+        """The commit messages' titles of `repo_id`, in the order of `commits()`."""
+        with self._lock, _as_key_error():
+            return [commit.title for commit in self._repo(repo_id).history]
 
     def downloads(self, repo_id: str | None = None) -> list[str]:
         """Repo paths fetched with `GET .../resolve/...` (bodies, not HEADs), in request order.
@@ -260,13 +268,16 @@ class HubServer:
         repo = self._repos[repo_id] = _Repo(repo_id, private)
         return repo
 
-    def _commit(self, repo: _Repo, files: dict[str, bytes], title: str) -> _Commit:
-        parent = repo.history[-1].sha if repo.history else ""
+    def _commit(
+        self, repo: _Repo, files: dict[str, bytes], title: str, branch: str = MAIN
+    ) -> _Commit:
+        parent = repo.branches[branch].sha if branch in repo.branches else ""
         digest = hashlib.sha1(f"{repo.repo_id}\n{parent}\n{title}\n{next(self._counter)}".encode())
         for path in sorted(files):
             digest.update(f"\n{path} {git_blob_sha(files[path])}".encode())
         commit = _Commit(digest.hexdigest(), files, title, _now())
         repo.history.append(commit)
+        repo.branches[branch] = commit
         return commit
 
     def _repo(self, repo_id: str) -> _Repo:
@@ -276,8 +287,8 @@ class HubServer:
         return repo
 
     def _resolve(self, repo: _Repo, revision: str) -> _Commit:
-        if revision == MAIN:
-            return repo.head
+        if revision in repo.branches:
+            return repo.branches[revision]
         for commit in repo.history:
             if commit.sha == revision:
                 return commit
@@ -322,6 +333,9 @@ class HubServer:
             case ("POST", ["api", "models", org, name, "commit", revision]):
                 _require_auth(auth)
                 return self._apply_commit(f"{org}/{name}", revision, body, query)
+            case ("POST", ["api", "models", org, name, "branch", branch]):
+                _require_auth(auth)
+                return self._create_branch(f"{org}/{name}", branch, _load_json(body))
             case ("GET", ["api", "models", org, name]):
                 return self._model_info(f"{org}/{name}", MAIN, query)
             case ("GET", ["api", "models", org, name, "revision", revision]):
@@ -351,6 +365,14 @@ class HubServer:
                 "initial commit",
             )
         return _json({"url": url, "name": repo_id, "id": repo_id})
+
+    def _create_branch(self, repo_id: str, branch: str, payload: dict[str, Any]) -> _Response:
+        with self._lock:
+            repo = self._repo(repo_id)
+            if branch in repo.branches:
+                raise _HubError(409, f"Branch {branch} already exists")
+            repo.branches[branch] = self._resolve(repo, payload.get("startingPoint") or MAIN)
+        return _json({})
 
     def _preupload(
         self, repo_id: str, revision: str, payload: dict[str, Any], query: dict[str, list[str]]
@@ -386,7 +408,7 @@ class HubServer:
             files = dict(head.files)
             for line in lines[1:]:
                 _apply_operation(files, line.get("key"), line.get("value") or {})
-            commit = self._commit(repo, files, header.get("summary") or "Commit")
+            commit = self._commit(repo, files, header.get("summary") or "Commit", revision)
         url = f"{self.endpoint}/{repo_id}/commit/{commit.sha}"
         return _json({"success": True, "commitOid": commit.sha, "commitUrl": url})
 
@@ -471,12 +493,10 @@ class HubServer:
         return _Response(200, data, headers)
 
     def _branch(self, repo: _Repo, revision: str) -> _Commit:
-        """The head of the branch `revision`; only "main" exists."""
-        if revision != MAIN:
-            raise _HubError(
-                404, f"Invalid rev id: {revision} (only main is a branch)", "RevisionNotFound"
-            )
-        return repo.head
+        """The head of the branch `revision`."""
+        if revision not in repo.branches:
+            raise _HubError(404, f"Invalid rev id: {revision} (not a branch)", "RevisionNotFound")
+        return repo.branches[revision]
 
 
 def _folder_entry(path: str, below: dict[str, bytes], rel: str) -> dict[str, Any]:

@@ -56,15 +56,6 @@ def _fresh_hub(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[None
     hub.reset()
 
 
-@pytest.fixture(autouse=True)
-def _isolate() -> None:
-    """Replaces the keras isolation of `tests/conftest.py` for these keras-free tests.
-
-    Its `keras.backend.clear_session()` runs a full `gc.collect()`, ~0.4 s per test once torch
-    and transformers are loaded, which would dominate this directory's run time.
-    """
-
-
 @pytest.fixture
 def token() -> str:
     """A token the test Hub accepts for writes (any bearer token is accepted)."""
