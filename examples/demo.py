@@ -3,8 +3,9 @@
     KERAS_BACKEND=jax python examples/demo.py [--variant ViTB16] [--batch-size 2]
 
 This is the main job until the fine-tuning recipe lands. Weights are random
-(pretrained weights come from the Hub integration), so the predictions are
-meaningless; the shapes, parameter count and timing are not.
+(`keras_vit.ViTB16(weights="imagenet21k")` needs huggingface.co, which this
+project's CI cannot reach), so the predictions are meaningless; the shapes,
+parameter count and timing are not.
 """
 
 from __future__ import annotations

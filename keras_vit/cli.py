@@ -21,7 +21,7 @@ def max_difference_vs_transformers(model, source: str | Path) -> float:
 
     Args:
         model: a `keras_vit.ViT` converted from `source`.
-        source: the transformers checkpoint directory.
+        source: the transformers checkpoint directory or Hub repo id.
 
     Returns:
         The maximum absolute difference (needs torch and transformers).
@@ -90,10 +90,13 @@ def main(argv: list[str] | None = None) -> int:
     convert_parser = commands.add_parser(
         "convert",
         help="convert a transformers ViT checkpoint",
-        description="Convert a transformers ViT checkpoint directory to a .keras file, a "
-        ".weights.h5 file, or a directory that transformers and keras_vit both load.",
+        description="Convert a transformers ViT checkpoint (a directory or a Hub repo) to a "
+        ".keras file, a .weights.h5 file, or a directory that transformers and keras_vit "
+        "both load.",
     )
-    convert_parser.add_argument("src", help="transformers checkpoint directory")
+    convert_parser.add_argument(
+        "src", help="checkpoint directory, Hub repo id (org/name) or hf:// URL"
+    )
     convert_parser.add_argument("dst", help="X.keras, X.weights.h5, or a directory")
     convert_parser.add_argument("--image-size", type=int, help="resample to this resolution")
     convert_parser.add_argument("--classes", type=int, help="attach a new head of this size")

@@ -7,6 +7,7 @@ import transformers
 from keras_vit import ViT, ViTConfig
 from keras_vit.conversion import canonical_hf_name, config_from_hf, config_to_hf, hf_name_for
 from keras_vit.conversion.names import hf_file_name, keras_shape, to_hf_layout, to_keras_layout
+from keras_vit.conversion.pretrained import reshapes_checkpoint
 from tests.conftest import TINY
 
 
@@ -115,3 +116,10 @@ def test_config_to_hf_round_trips_through_transformers():
     assert back.image_size == (48, 32) and back.id2label == config.id2label
     headless = config_to_hf(ViTConfig(**TINY))
     assert headless["architectures"] == ["ViTModel"] and "id2label" not in headless
+
+
+def test_reshapes_checkpoint():
+    assert not reshapes_checkpoint()
+    assert not reshapes_checkpoint(verbose=False, include_preprocessing=True, dtype="float32")
+    assert reshapes_checkpoint(classes=3) and reshapes_checkpoint(image_size=64)
+    assert reshapes_checkpoint(include_top=False) and reshapes_checkpoint(pooling=None)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import huggingface_hub
 import pytest
+import torch
+import transformers
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -18,6 +20,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from tests.conversion.conftest import make_hf_model
 from tests.hub_server import HubServer, git_blob_sha
 
 FILES = {
@@ -279,23 +282,10 @@ def test_hub_server_starts_and_stops_independently(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_vit():
-    transformers = pytest.importorskip("transformers")
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    config = transformers.ViTConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=32,
-        patch_size=8,
-    )
-    return transformers.ViTModel(config).eval()
+    return make_hf_model("ViTModel", image_size=32, patch_size=8)
 
 
 def assert_same_weights(expected, actual):
-    import torch
-
     want, got = expected.state_dict(), actual.state_dict()
     assert want.keys() == got.keys()
     for name in want:
@@ -303,8 +293,6 @@ def assert_same_weights(expected, actual):
 
 
 def test_transformers_from_pretrained_loads_a_planted_repo(hub, tiny_vit, tmp_path, go_offline):
-    import transformers
-
     tiny_vit.save_pretrained(tmp_path)
     hub.plant("google/tiny-vit", tmp_path)
 
@@ -321,8 +309,6 @@ def test_transformers_from_pretrained_loads_a_planted_repo(hub, tiny_vit, tmp_pa
 
 
 def test_transformers_loads_a_folder_uploaded_with_hf_api(hf_api, hub, tiny_vit, tmp_path):
-    import transformers
-
     tiny_vit.save_pretrained(tmp_path)
     hf_api.create_repo("org/pushed", exist_ok=True)
     info = hf_api.upload_folder(repo_id="org/pushed", folder_path=tmp_path)
@@ -333,8 +319,6 @@ def test_transformers_loads_a_folder_uploaded_with_hf_api(hf_api, hub, tiny_vit,
 
 
 def test_transformers_push_to_hub(hub, tiny_vit, token):
-    import transformers
-
     tiny_vit.push_to_hub("org/pushed-directly", token=token)
     files = hub.repo_files("org/pushed-directly")
     assert {"config.json", "model.safetensors", "README.md"} <= set(files)

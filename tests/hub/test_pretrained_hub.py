@@ -13,6 +13,7 @@ from keras_vit import ViT, ViTConfig
 from keras_vit.conversion import read_checkpoint
 from keras_vit.hf_integration import NAMED_WEIGHTS, split_source
 from keras_vit.hf_integration.download import files_to_fetch
+from keras_vit.hf_integration.named_weights import named_weights_repo, weight_names
 from tests.conftest import TINY, to_numpy
 from tests.conversion.conftest import make_hf_model, nchw, random_images
 
@@ -72,6 +73,21 @@ def test_named_weights_with_new_head_and_resolution(hub, in21k_directory):
     np.testing.assert_allclose(position, expected, atol=1e-6)
     np.testing.assert_array_equal(to_numpy(model.get_layer("head").kernel), np.zeros((768, 5)))
     assert model.output_shape == (None, 5)
+
+
+def test_weights_from_a_local_directory(in21k_directory):
+    model = keras_vit.ViTB16(weights=str(in21k_directory), include_top=False, pooling="gap")
+    assert model.config.pooling == "gap" and model.config.base_model is None
+    assert model.output_shape == (None, 768)
+
+
+def test_convert_command_takes_a_repo_id(hub, tiny_repo, tmp_path, capsys):
+    from keras_vit.cli import main
+
+    assert main(["convert", "org/tiny", str(tmp_path / "tiny.keras"), "--verify"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary.startswith("converted org/tiny -> ")
+    assert float(summary.rsplit(" ", 1)[-1]) < TOLERANCE
 
 
 def test_weights_of_another_size_are_refused(hub, tiny_repo):
@@ -235,6 +251,12 @@ def test_headless_model_card(tmp_path):
     assert card.data.base_model is None and "labels" not in card.data.to_dict()
     assert 'ViTModel.from_pretrained("path/to/this-model")' in card.text
     assert "| 8 | 48x32 |" in card.text
+
+
+def test_weight_names_and_repos():
+    assert weight_names("ViTB32") == ["imagenet21k", "imagenet-384"]
+    assert named_weights_repo("ViTL16", "imagenet") == "google/vit-large-patch16-224"
+    assert named_weights_repo("ViTL16", "nope") is None
 
 
 def test_list_weights_prints_the_table(capsys):
