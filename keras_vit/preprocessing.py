@@ -147,7 +147,7 @@ class ImageProcessor(keras.layers.Layer):
         if self.image_size is not None and image.shape[:2] != self.image_size:
             rows = linear_resize_matrix(image.shape[0], self.image_size[0])
             cols = linear_resize_matrix(image.shape[1], self.image_size[1])
-            image = np.einsum("Hh,hwc,Ww->HWc", rows, image, cols)
+            image = np.einsum("Hh,hwc,Ww->HWc", rows, image, cols, optimize=True)
         image = (image * self.rescale_factor - self.image_mean) / self.image_std
         return image.astype(np.float32)
 

@@ -11,6 +11,7 @@ start_session_hub()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from keras_vit import ViTConfig  # noqa: E402
 
@@ -50,3 +51,24 @@ def _isolate():
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+PETS = ("cat", "dog", "fox")
+PET_SIZES = ((20, 24), (30, 30), (24, 20), (36, 28))
+PET_FORMATS = (("RGB", "png"), ("L", "png"), ("RGBA", "png"), ("RGB", "jpg"))
+IMAGES_PER_PET = 12
+
+
+@pytest.fixture(scope="session")
+def pets_dir(tmp_path_factory):
+    """An image folder of 3 classes x 12 random images of varying sizes, modes and formats."""
+    root = tmp_path_factory.mktemp("pets")
+    rng = np.random.default_rng(0)
+    for pet in PETS:
+        (root / pet).mkdir()
+        for index in range(IMAGES_PER_PET):
+            shape = (*PET_SIZES[index % len(PET_SIZES)], 3)
+            mode, extension = PET_FORMATS[index % len(PET_FORMATS)]
+            image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).convert(mode)
+            image.save(root / pet / f"{index}.{extension}")
+    return root

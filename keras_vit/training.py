@@ -1,0 +1,355 @@
+"""The ViT paper's fine-tuning recipe for Keras: optimizer, schedule, loss, callbacks.
+
+`compile_for_finetuning(model, total_steps, ...)` is the recipe in one call:
+AdamW (beta 0.9, 0.999) with weight decay on kernels only, linear warmup then
+cosine decay, gradient clipping at global norm 1, optional label smoothing,
+layer-wise learning-rate decay and a frozen backbone. Stochastic depth
+(`drop_path_rate`), the zero-initialised head (`classes=`) and mixed precision
+(`dtype="mixed_bfloat16"`) are chosen when the model is built.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import ops
+
+from keras_vit.model import ViT
+
+# Weights that get no weight decay: every bias, LayerNorm scales and offsets,
+# the [CLS] / mask tokens and the position embeddings.
+_NO_DECAY = re.compile(
+    r"(/bias$|^layernorm/|/layernorm_(before|after)/|^embeddings/(cls_token|mask_token|position_embedding)$)"
+)
+
+
+def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
+    """The trainable variables the recipe keeps out of weight decay.
+
+    Args:
+        model: a `keras_vit.ViT`.
+
+    Returns:
+        Biases, LayerNorm gammas and betas, the [CLS] (and mask) token and the
+        position embeddings: everything but the kernels.
+
+    Example:
+        >>> [v.path for v in no_weight_decay(model)][:2]
+        ['embeddings/cls_token', 'embeddings/position_embedding']
+    """
+    return [v for v in model.trainable_variables if _NO_DECAY.search(v.path)]
+
+
+def warmup_cosine(
+    peak_learning_rate: float, total_steps: int, warmup_steps: int
+) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Linear warmup from 0 to the peak, then cosine decay to 0 at `total_steps`.
+
+    Args:
+        peak_learning_rate: the rate reached after warmup.
+        total_steps: optimizer steps in the whole run.
+        warmup_steps: steps of linear warmup (less than `total_steps`).
+
+    Returns:
+        A Keras learning-rate schedule.
+
+    Example:
+        >>> float(warmup_cosine(1e-3, 100, 10)(10))
+        0.001
+    """
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"warmup_steps={warmup_steps} must be >= 0 and below total_steps={total_steps}; "
+            "lower the warmup or train for more steps."
+        )
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0,
+        decay_steps=total_steps - warmup_steps,
+        warmup_target=peak_learning_rate,
+        warmup_steps=warmup_steps,
+    )
+
+
+def layer_decay_multipliers(model: ViT, layer_decay: float) -> dict[str, float]:
+    """Learning-rate multipliers per variable path, decaying towards the input.
+
+    Args:
+        model: a `keras_vit.ViT` with L blocks.
+        layer_decay: the factor per block, e.g. 0.75.
+
+    Returns:
+        path -> multiplier: `layer_decay ** (L + 1)` for the embeddings,
+        `layer_decay ** (L - i)` for block `i`, and 1 for the final LayerNorm,
+        pre-logits and head.
+
+    Example:
+        >>> layer_decay_multipliers(model, 0.5)["encoder/layer_11/mlp_fc2/kernel"]
+        1.0
+    """
+    depth = model.config.num_hidden_layers
+    multipliers = {}
+    for variable in model.trainable_variables:
+        block = re.match(r"^encoder/layer_(\d+)/", variable.path)
+        if variable.path.startswith("embeddings/"):
+            distance = depth + 1
+        elif block:
+            distance = depth - int(block.group(1))
+        else:
+            distance = 0
+        multipliers[variable.path] = layer_decay**distance
+    return multipliers
+
+
+class LayerDecayAdamW(keras.optimizers.AdamW):
+    """AdamW whose step size is scaled per variable (layer-wise learning-rate decay).
+
+    Args:
+        multipliers: variable path -> learning-rate multiplier (missing: 1),
+            e.g. from `layer_decay_multipliers`.
+        **kwargs: `keras.optimizers.AdamW` arguments.
+
+    Example:
+        >>> LayerDecayAdamW(layer_decay_multipliers(model, 0.75), learning_rate=1e-3)
+    """
+
+    def __init__(self, multipliers: dict[str, float], **kwargs: Any):
+        super().__init__(**kwargs)
+        self.multipliers = dict(multipliers)
+
+    def build(self, variables):
+        # Backends hand update_step their own variable objects (TF: a bare
+        # ResourceVariable without a path), so look multipliers up by index.
+        self._scales = [self.multipliers.get(variable.path, 1.0) for variable in variables]
+        super().build(variables)
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self._scales[self._get_variable_index(variable)]
+        super().update_step(gradient, variable, ops.multiply(learning_rate, scale))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "multipliers": self.multipliers}
+
+
+class SparseCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels, with optional label smoothing.
+
+    Args:
+        label_smoothing: mass spread uniformly over all classes (0 disables).
+        from_logits: whether predictions are logits rather than probabilities.
+        name: the loss name.
+
+    Example:
+        >>> SparseCrossentropy(label_smoothing=0.1)(np.array([2]), np.array([[0.1, 0.1, 0.8]]))
+    """
+
+    def __init__(
+        self,
+        label_smoothing: float = 0.0,
+        from_logits: bool = False,
+        name: str = "sparse_crossentropy",
+        **kwargs: Any,
+    ):
+        super().__init__(name=name, **kwargs)
+        self.label_smoothing = label_smoothing
+        self.from_logits = from_logits
+
+    def call(self, y_true, y_pred):
+        classes = ops.shape(y_pred)[-1]
+        one_hot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
+        return keras.losses.categorical_crossentropy(
+            ops.cast(one_hot, y_pred.dtype),
+            y_pred,
+            from_logits=self.from_logits,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "label_smoothing": self.label_smoothing,
+            "from_logits": self.from_logits,
+        }
+
+
+def compile_for_finetuning(
+    model: ViT,
+    total_steps: int,
+    learning_rate: float = 1e-3,
+    warmup_steps: int | None = None,
+    weight_decay: float = 0.05,
+    label_smoothing: float = 0.0,
+    layer_decay: float | None = None,
+    freeze_backbone: bool = False,
+    clip_global_norm: float = 1.0,
+    metrics: Sequence[Any] = ("accuracy",),
+) -> ViT:
+    """Compiles a `ViT` with the fine-tuning recipe.
+
+    Args:
+        model: a `keras_vit.ViT` with a head (`classes=`); a new head is zero-initialised.
+        total_steps: optimizer steps of the whole run (epochs x batches per epoch).
+        learning_rate: the peak learning rate.
+        warmup_steps: linear warmup steps; default 5% of `total_steps`.
+        weight_decay: decoupled AdamW weight decay, applied to kernels only
+            (see `no_weight_decay`).
+        label_smoothing: label smoothing of the cross-entropy.
+        layer_decay: layer-wise learning-rate decay factor (e.g. 0.75); `None` disables.
+        freeze_backbone: train only the head (a linear probe).
+        clip_global_norm: clip gradients to this global norm.
+        metrics: compile metrics.
+
+    Returns:
+        The model, compiled.
+
+    Example:
+        >>> model = keras_vit.ViTB16(weights="imagenet21k", classes=10, drop_path_rate=0.1)
+        >>> compile_for_finetuning(model, total_steps=10 * len(train_batches))
+        >>> model.fit(train_batches, validation_data=validation_batches, epochs=10)
+    """
+    if not model.config.classes:
+        raise ValueError(
+            "compile_for_finetuning needs a model with a classification head; build it with "
+            "classes=N (a new head is zero-initialised)."
+        )
+    if freeze_backbone:
+        for layer in model.layers:
+            layer.trainable = layer.name == "head"
+    warmup = round(0.05 * total_steps) if warmup_steps is None else warmup_steps
+    options = dict(
+        learning_rate=warmup_cosine(learning_rate, total_steps, warmup),
+        weight_decay=weight_decay,
+        beta_1=0.9,
+        beta_2=0.999,
+        global_clipnorm=clip_global_norm,
+    )
+    if layer_decay is None:
+        optimizer = keras.optimizers.AdamW(**options)
+    else:
+        optimizer = LayerDecayAdamW(layer_decay_multipliers(model, layer_decay), **options)
+    optimizer.exclude_from_weight_decay(var_list=no_weight_decay(model))
+    model.compile(
+        optimizer=optimizer,
+        loss=SparseCrossentropy(
+            label_smoothing, from_logits=model.config.classifier_activation is None
+        ),
+        metrics=list(metrics),
+    )
+    return model
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Saves the weights whenever the monitored metric improves, atomically.
+
+    Args:
+        path: a `.weights.h5` file; written to a temporary name, then renamed.
+        monitor: the metric, e.g. `"val_accuracy"`.
+        mode: `"max"` or `"min"`.
+        restore_at_end: load the best weights back when training ends.
+
+    Example:
+        >>> model.fit(..., callbacks=[BestWeights("out/best.weights.h5")])
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        monitor: str = "val_accuracy",
+        mode: str = "max",
+        restore_at_end: bool = True,
+    ):
+        super().__init__()
+        if mode not in ("max", "min"):
+            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
+        self.path = Path(path)
+        self.monitor, self.mode, self.restore_at_end = monitor, mode, restore_at_end
+        self.best = -math.inf if mode == "max" else math.inf
+        self.best_epoch = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None:
+            raise KeyError(
+                f"BestWeights monitors {self.monitor!r}, which fit did not report (it has "
+                f"{sorted(logs or {})}). Pass validation_data, or monitor another metric."
+            )
+        if value > self.best if self.mode == "max" else value < self.best:
+            self.best, self.best_epoch = float(value), epoch
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = self.path.with_name(f".{self.path.name}.tmp.weights.h5")
+            self.model.save_weights(str(temporary))
+            os.replace(temporary, self.path)
+
+    def on_train_end(self, logs=None):
+        if self.restore_at_end and self.best_epoch is not None:
+            self.model.load_weights(str(self.path))
+
+
+class TrainingCurves(keras.callbacks.Callback):
+    """Draws loss and accuracy per epoch (train and validation) into a PNG at the end.
+
+    Args:
+        path: the `.png` file, written atomically.
+
+    Example:
+        >>> model.fit(..., callbacks=[TrainingCurves("out/training_curves.png")])
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__()
+        self.path = Path(path)
+        self.history: dict[str, list[float]] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def on_train_end(self, logs=None):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot
+
+        figure, axes = pyplot.subplots(1, 2, figsize=(10, 4))
+        for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+            for prefix in ("", "val_"):
+                values = self.history.get(prefix + metric)
+                if values:
+                    epochs = range(1, len(values) + 1)
+                    axis.plot(epochs, values, marker="o", label=prefix + metric)
+            axis.set_xlabel("epoch")
+            axis.set_title(metric)
+            axis.legend()
+        figure.tight_layout()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = self.path.with_name(f".{self.path.name}.tmp.png")
+        figure.savefig(temporary, dpi=100)
+        pyplot.close(figure)
+        os.replace(temporary, self.path)
+
+
+def finetuning_callbacks(output_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:
+    """The recipe's callbacks, writing into `output_dir`.
+
+    Args:
+        output_dir: where `best.weights.h5` (best validation accuracy, restored
+            at the end), `history.csv` and `training_curves.png` go.
+
+    Returns:
+        `[BestWeights, CSVLogger, TrainingCurves]`.
+
+    Example:
+        >>> model.fit(..., callbacks=finetuning_callbacks("runs/digits"))
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    return [
+        BestWeights(output_dir / "best.weights.h5"),
+        keras.callbacks.CSVLogger(str(output_dir / "history.csv")),
+        TrainingCurves(output_dir / "training_curves.png"),
+    ]

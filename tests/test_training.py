@@ -1,0 +1,157 @@
+"""The fine-tuning recipe: weight-decay exclusions, schedule, layer decay, loss, callbacks."""
+
+import csv
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vit import ViT
+from keras_vit.training import (
+    BestWeights,
+    LayerDecayAdamW,
+    SparseCrossentropy,
+    compile_for_finetuning,
+    finetuning_callbacks,
+    layer_decay_multipliers,
+    no_weight_decay,
+    warmup_cosine,
+)
+from tests.conftest import tiny_config, to_numpy
+
+NOT_DECAYED_NAMES = {"bias", "gamma", "beta", "cls_token", "position_embedding", "mask_token"}
+
+
+def tiny_classifier(**overrides):
+    return ViT(tiny_config(classes=3, classifier_activation=None, **overrides))
+
+
+def test_weight_decay_excludes_exactly_biases_norms_tokens_and_positions():
+    model = tiny_classifier(pre_logits=True, use_mask_token=True)
+    excluded = {v.path for v in no_weight_decay(model)}
+    assert excluded == {v.path for v in model.trainable_variables if v.name in NOT_DECAYED_NAMES}
+    decayed = {v.path for v in model.trainable_variables} - excluded
+    assert decayed and all(path.endswith("/kernel") for path in decayed)
+    assert {"embeddings/cls_token", "embeddings/position_embedding", "layernorm/gamma"} <= excluded
+
+
+def test_optimizer_decays_only_kernels():
+    model = tiny_classifier()
+    compile_for_finetuning(model, total_steps=10, learning_rate=0.1, warmup_steps=0)
+    before = {v.path: to_numpy(v) for v in model.trainable_variables}
+    zeros = [keras.ops.zeros(v.shape) for v in model.trainable_variables]
+    model.optimizer.apply(zeros, model.trainable_variables)  # only weight decay moves weights
+    excluded = {v.path for v in no_weight_decay(model)}
+    for variable in model.trainable_variables:
+        expected = before[variable.path] * (1 if variable.path in excluded else 1 - 0.1 * 0.05)
+        np.testing.assert_allclose(to_numpy(variable), expected, rtol=1e-6, err_msg=variable.path)
+
+
+def test_warmup_then_cosine():
+    schedule = warmup_cosine(1e-3, total_steps=110, warmup_steps=10)
+    values = {step: float(schedule(step)) for step in (0, 5, 10, 60, 110)}
+    assert values == pytest.approx({0: 0.0, 5: 5e-4, 10: 1e-3, 60: 5e-4, 110: 0.0}, abs=1e-9)
+    with pytest.raises(ValueError, match="warmup_steps=20 must be >= 0 and below"):
+        warmup_cosine(1e-3, total_steps=20, warmup_steps=20)
+
+
+def test_layer_decay_multipliers_and_step_sizes():
+    model = tiny_classifier()  # 2 blocks
+    multipliers = layer_decay_multipliers(model, 0.5)
+    assert multipliers["embeddings/cls_token"] == 0.5**3
+    assert multipliers["encoder/layer_0/attention/query/kernel"] == 0.5**2
+    assert multipliers["encoder/layer_1/mlp_fc2/bias"] == 0.5
+    assert multipliers["layernorm/gamma"] == multipliers["head/kernel"] == 1.0
+    optimizer = LayerDecayAdamW(multipliers, learning_rate=0.01, weight_decay=0.0)
+    before = {v.path: to_numpy(v) for v in model.trainable_variables}
+    ones = [keras.ops.ones(v.shape) for v in model.trainable_variables]
+    optimizer.apply(ones, model.trainable_variables)
+    for variable in model.trainable_variables:  # Adam's first step moves by exactly lr * scale
+        step = before[variable.path] - to_numpy(variable)
+        expected = np.full_like(step, 0.01 * multipliers[variable.path])
+        np.testing.assert_allclose(step, expected, rtol=1e-3, err_msg=variable.path)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_sparse_crossentropy_with_label_smoothing(from_logits):
+    scores = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]], "float32")
+    labels = np.array([0, 2])
+    probabilities = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
+    targets = np.eye(3)[labels] * 0.8 + 0.2 / 3
+    expected = -(targets * np.log(probabilities)).sum(-1).mean()
+    loss = SparseCrossentropy(label_smoothing=0.2, from_logits=from_logits)
+    got = loss(labels, scores if from_logits else probabilities)
+    np.testing.assert_allclose(float(to_numpy(got)), expected, rtol=1e-5)
+
+
+def test_recipe_fits_and_lowers_the_loss_on_a_fixed_batch():
+    model = tiny_classifier(drop_path_rate=0.1)
+    compile_for_finetuning(model, total_steps=8, learning_rate=3e-3, label_smoothing=0.1)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((8, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 3, 8)
+    history = model.fit(images, labels, batch_size=8, epochs=8, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+def test_frozen_backbone_trains_only_the_head():
+    model = tiny_classifier()
+    compile_for_finetuning(model, total_steps=4, freeze_backbone=True)
+    assert {v.path for v in model.trainable_variables} == {"head/kernel", "head/bias"}
+    with pytest.raises(ValueError, match="needs a model with a classification head"):
+        compile_for_finetuning(ViT(tiny_config()), total_steps=4)
+
+
+def test_mixed_bfloat16_training_step():
+    model = ViT(tiny_config(classes=3), dtype="mixed_bfloat16")
+    compile_for_finetuning(model, total_steps=2, layer_decay=0.75)
+    images = np.random.default_rng(0).standard_normal((4, 32, 32, 3)).astype("float32")
+    history = model.fit(images, np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_callbacks_write_best_weights_log_and_curves(tmp_path):
+    model = tiny_classifier()
+    compile_for_finetuning(model, total_steps=6, learning_rate=3e-3)
+    rng = np.random.default_rng(0)
+    images = rng.standard_normal((12, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 3, 12)
+    callbacks = finetuning_callbacks(tmp_path / "run")
+    model.fit(
+        images,
+        labels,
+        validation_data=(images, labels),
+        epochs=3,
+        batch_size=6,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    best = callbacks[0]
+    rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    accuracies = [float(row["val_accuracy"]) for row in rows]
+    assert len(rows) == 3 and best.best == pytest.approx(max(accuracies))
+    assert best.best_epoch == accuracies.index(max(accuracies))
+    fresh = tiny_classifier()
+    fresh.load_weights(str(tmp_path / "run" / "best.weights.h5"))
+    np.testing.assert_array_equal(to_numpy(fresh(images)), to_numpy(model(images)))
+    assert (tmp_path / "run" / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
+        "best.weights.h5",
+        "history.csv",
+        "training_curves.png",
+    ]
+
+
+def test_best_weights_needs_the_monitored_metric(tmp_path):
+    model = tiny_classifier()
+    compile_for_finetuning(model, total_steps=1)
+    images = np.zeros((2, 32, 32, 3), "float32")
+    with pytest.raises(KeyError, match="monitors 'val_accuracy'.*Pass validation_data"):
+        model.fit(
+            images,
+            np.array([0, 1]),
+            epochs=1,
+            verbose=0,
+            callbacks=[BestWeights(tmp_path / "b.weights.h5")],
+        )
