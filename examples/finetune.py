@@ -40,7 +40,7 @@ SMALL = dict(
     intermediate_size=256,
 )
 # Digits are not mirror-symmetric, and a tight crop can cut one in half.
-DIGITS_AUGMENTATION = Augmentation(horizontal_flip=False, scale=(0.7, 1.0), ratio=(0.8, 1.25))
+DIGITS_AUGMENTATION = Augmentation(horizontal_flip=False, scale=(0.85, 1.0), ratio=(0.9, 1.1))
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
