@@ -29,7 +29,7 @@ import numpy as np
 
 BACKENDS = ("jax", "tensorflow", "torch")
 FULL = dict(images=384, image_size=224, batch_size=32, steps=5)
-SMOKE = dict(images=24, image_size=32, batch_size=8, steps=2)
+SMOKE = dict(images=48, image_size=32, batch_size=8, steps=2)
 
 
 def write_jpeg_folder(directory: Path, images: int) -> None:
@@ -49,7 +49,7 @@ def loader_images_per_second(directory: Path, sizes: dict, workers: int) -> floa
     from keras_vit.data import Augmentation, ImageBatches, load_image_classification
     from keras_vit.preprocessing import ImageProcessor
 
-    data = load_image_classification(data_dir=directory, validation_fraction=0.1)
+    data = load_image_classification(data_dir=directory, validation_fraction=0.125)
     batches = ImageBatches(
         data.train,
         data.image_column,

@@ -39,3 +39,12 @@ def test_conversion_benchmark_runs_end_to_end():
     seconds, before, peak = (float(cell) for cell in row.split("|")[2:5])
     assert seconds >= 0 and peak >= before > 0
     assert "| transformers (torch) |" in output
+
+
+def test_input_benchmark_runs_end_to_end():
+    output = run_smoke("bench_input.py")
+    row = next(
+        line for line in output.splitlines() if line.startswith(f"| {keras.backend.backend()} |")
+    )
+    train, loader = (float(cell.strip(" x")) for cell in row.split("|")[2:4])
+    assert train > 0 and loader > 0
