@@ -6,6 +6,7 @@ from keras_vit.config import ViTConfig
 from keras_vit.embeddings import ViTEmbeddings, sincos_position_embeddings
 from keras_vit.encoder import Encoder, EncoderBlock
 from keras_vit.hf_integration.named_weights import list_weights
+from keras_vit.inference import compile_for_inference
 from keras_vit.initializers import skip_random_init
 from keras_vit.model import ViT
 from keras_vit.pooling import TokenPooling
@@ -44,6 +45,7 @@ __all__ = [
     "ViTS16",
     "ViTTi16",
     "build_variant",
+    "compile_for_inference",
     "get_activation",
     "list_weights",
     "resample_position_embeddings",

@@ -1,0 +1,146 @@
+"""Side-by-side timing: one worker process per implementation, timed in turn.
+
+The parent starts each worker (`spawn`), asks every worker to build and warm up
+its cases (`Worker.prepare`), then times one batch per worker in round-robin
+order (`alternate`), so drift on a shared machine hits every implementation
+alike. A worker is the benchmark script itself run with `--worker ...`; it calls
+`serve` with a function that turns a case name into a zero-argument step.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def serve(build: Callable[[str], Callable[[], object]], warmup: int) -> None:
+    """The worker loop: answers `prepare CASE` and `time CASE` lines on stdin.
+
+    Args:
+        build: turns a case name into a step function; called once per case.
+        warmup: steps run by `prepare` before any step is timed.
+    """
+    steps: dict[str, Callable[[], object]] = {}
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        command, case = line.split(maxsplit=1)
+        case = case.strip()
+        try:
+            if command == "prepare":
+                steps[case] = build(case)
+                for _ in range(warmup):
+                    steps[case]()
+                print(json.dumps({"ok": True}), flush=True)
+            else:
+                start = time.perf_counter()
+                steps[case]()
+                print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+        except Exception as error:  # reported to the parent, which shows it in the table
+            print(json.dumps({"error": f"{type(error).__name__}: {error}"[:300]}), flush=True)
+
+
+class Worker:
+    """A worker process of one implementation (a library on one Keras backend)."""
+
+    def __init__(self, label: str, argv: list[str], backend: str = "torch"):
+        env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        self.label = label
+        self.process = subprocess.Popen(
+            [sys.executable, *argv],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        if "ready" not in self._reply():
+            raise RuntimeError(f"the {label} worker failed to start")
+        self.errors: dict[str, str] = {}
+
+    def _reply(self) -> dict:
+        line = self.process.stdout.readline()
+        return json.loads(line) if line else {"error": "the worker process died"}
+
+    def _ask(self, command: str, case: str) -> dict:
+        if case in self.errors:
+            return {"error": self.errors[case]}
+        self.process.stdin.write(f"{command} {case}\n")
+        self.process.stdin.flush()
+        reply = self._reply()
+        if "error" in reply:
+            self.errors[case] = reply["error"]
+        return reply
+
+    def prepare(self, case: str) -> None:
+        """Builds and warms up `case`; a failure is kept and reported, not raised."""
+        self._ask("prepare", case)
+
+    def time(self, case: str) -> float | None:
+        """Seconds for one step of `case`, or None if the case failed."""
+        return self._ask("time", case).get("seconds")
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def alternate(pairs: list[tuple[Worker, str]], runs: int) -> list[float | None]:
+    """Median seconds per (worker, case), timing the pairs in turn `runs` times.
+
+    Returns:
+        One median per pair, in order; None where the case failed.
+    """
+    for worker, case in pairs:
+        worker.prepare(case)
+    times: list[list[float]] = [[] for _ in pairs]
+    for _ in range(runs):
+        for index, (worker, case) in enumerate(pairs):
+            seconds = worker.time(case)
+            if seconds is not None:
+                times[index].append(seconds)
+    return [statistics.median(values) if values else None for values in times]
+
+
+def error_cell(worker: Worker, case: str) -> str:
+    """A short table cell for a failed case."""
+    return "failed: " + worker.errors.get(case, "no timing")[:60]
+
+
+def start_peer_workers(script: str, backends: list[str], forwarded: list[str]) -> dict[str, Worker]:
+    """Workers of keras_vit per backend, transformers, and keras-hub per backend if installed.
+
+    Each runs `script --worker LIBRARY *forwarded`.
+    """
+
+    def start(label: str, library: str, backend: str = "torch") -> Worker:
+        return Worker(label, [script, "--worker", library, *forwarded], backend)
+
+    workers = {
+        f"keras_vit {backend}": start(f"keras_vit {backend}", "keras_vit", backend)
+        for backend in backends
+    }
+    workers["transformers"] = start("transformers", "transformers")
+    if importlib.util.find_spec("keras_hub"):
+        for backend in backends:
+            workers[f"keras-hub {backend}"] = start(f"keras-hub {backend}", "keras_hub", backend)
+    return workers
+
+
+def write_results(filename: str, header: str, sections: list[str]) -> Path:
+    """Writes the tables to `benchmarks/results/<filename>` atomically; returns the path."""
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / filename
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(header + "\n\n" + "\n\n".join(sections) + "\n")
+    os.replace(temporary, path)
+    print(f"written to {path}")
+    return path

@@ -1,0 +1,103 @@
+"""What the speed benchmarks run: model shapes, inputs and peer models, built alike."""
+
+from __future__ import annotations
+
+# A ViT-B MLP matmul (8 images x 197 tokens by 768 -> 3072): the roofline's rate.
+MATMUL = (1576, 768, 3072)
+MATMUL_REPEATS = 10
+
+
+def sizes(variant: str, image_size: int) -> dict:
+    """The shape fields of a keras_vit variant at `image_size`.
+
+    Example:
+        >>> sizes("ViTB16", 224)["hidden"]
+        768
+    """
+    import keras_vit
+
+    config = keras_vit.variant_config(variant)
+    return dict(
+        image_size=image_size,
+        patch_size=config.patch_size,
+        hidden=config.hidden_size,
+        layers=config.num_hidden_layers,
+        heads=config.num_attention_heads,
+        mlp=config.intermediate_size,
+    )
+
+
+def vit_forward_gflops(variant: str, image_size: int) -> float:
+    """GFLOP of one image's forward pass (a multiply-add counts 2).
+
+    Counts the matrix products: patch embedding, Q/K/V/output projections, the
+    two attention products and the MLP. Elementwise work is left out.
+
+    Example:
+        >>> round(vit_forward_gflops("ViTB16", 224), 1)
+        35.1
+    """
+    shape = sizes(variant, image_size)
+    hidden, patch = shape["hidden"], shape["patch_size"]
+    patches = (image_size // patch) ** 2
+    tokens = patches + 1
+    embedding = patches * patch**2 * 3 * hidden
+    per_layer = 4 * tokens * hidden**2 + 2 * tokens**2 * hidden + 2 * tokens * hidden * shape["mlp"]
+    return 2 * (embedding + shape["layers"] * per_layer) / 1e9
+
+
+def matmul_gflops() -> float:
+    """GFLOP of one `matmul_step` call."""
+    rows, inner, columns = MATMUL
+    return 2 * rows * inner * columns * MATMUL_REPEATS / 1e9
+
+
+def matmul_step(dtype: str):
+    """A step of `MATMUL_REPEATS` torch matmuls of the `MATMUL` shape in `dtype`."""
+    import torch
+
+    rows, inner, columns = MATMUL
+    left = torch.randn(rows, inner, dtype=getattr(torch, dtype))
+    right = torch.randn(inner, columns, dtype=getattr(torch, dtype))
+    return lambda: [torch.matmul(left, right) for _ in range(MATMUL_REPEATS)]
+
+
+def random_images(batch: int, image_size: int):
+    """Channels-last float32 normal noise, the same in every worker."""
+    import numpy as np
+
+    shape = (batch, image_size, image_size, 3)
+    return np.random.default_rng(0).standard_normal(shape).astype("float32")
+
+
+def transformers_config(variant: str, image_size: int, attention: str = "sdpa", **kwargs):
+    """A transformers `ViTConfig` of the variant's shape."""
+    import transformers
+
+    shape = sizes(variant, image_size)
+    return transformers.ViTConfig(
+        image_size=image_size,
+        patch_size=shape["patch_size"],
+        hidden_size=shape["hidden"],
+        num_hidden_layers=shape["layers"],
+        num_attention_heads=shape["heads"],
+        intermediate_size=shape["mlp"],
+        attn_implementation=attention,
+        **kwargs,
+    )
+
+
+def keras_hub_backbone(variant: str, image_size: int, dtype: str):
+    """keras-hub's `ViTBackbone` of the variant's shape."""
+    import keras_hub
+
+    shape = sizes(variant, image_size)
+    return keras_hub.models.ViTBackbone(
+        image_shape=(image_size, image_size, 3),
+        patch_size=shape["patch_size"],
+        num_layers=shape["layers"],
+        num_heads=shape["heads"],
+        hidden_dim=shape["hidden"],
+        mlp_dim=shape["mlp"],
+        dtype=dtype,
+    )
