@@ -10,8 +10,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from keras_vit import ViT
 
 
 def max_difference_vs_transformers(model, source: str | Path) -> float:
@@ -77,7 +81,7 @@ def convert(args: argparse.Namespace) -> str:
 EXPLAIN_FILES = ("rollout.png", "position_similarity.png", "attention_distance.png")
 
 
-def load_model(name: str, weights: str | None):
+def load_model(name: str, weights: str | None) -> ViT:
     """The model `keras-vit explain --model NAME [--weights WEIGHTS]` names.
 
     Args:
@@ -86,6 +90,10 @@ def load_model(name: str, weights: str | None):
 
     Returns:
         The `keras_vit.ViT`.
+
+    Example:
+        >>> load_model("ViTB16", "imagenet").config.classes
+        1000
     """
     from keras_vit import VARIANTS, ViT, build_variant
 
@@ -102,7 +110,19 @@ def load_model(name: str, weights: str | None):
 
 
 def explain(args: argparse.Namespace) -> str:
-    """Runs `keras-vit explain`; returns the top-5 predictions (with a head) and what it wrote."""
+    """Runs `keras-vit explain`: writes the three PNGs into `args.output`.
+
+    Args:
+        args: the parsed `image`, `model`, `weights` and `output`.
+
+    Returns:
+        The text to print: the top-5 predictions (for a model with a head) and
+        the files written.
+
+    Example:
+        >>> print(explain(argparse.Namespace(image="4.png", model="runs/finetune/model",
+        ...                                  weights=None, output="explained")))
+    """
     from PIL import Image
 
     import keras_vit
