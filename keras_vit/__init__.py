@@ -1,5 +1,6 @@
 """keras_vit: the Vision Transformer in Keras 3, on TensorFlow, JAX and PyTorch."""
 
+from keras_vit import distribution
 from keras_vit.activations import get_activation
 from keras_vit.attention import MultiHeadSelfAttention
 from keras_vit.config import ViTConfig
@@ -44,6 +45,7 @@ __all__ = [
     "ViTS16",
     "ViTTi16",
     "build_variant",
+    "distribution",
     "get_activation",
     "list_weights",
     "resample_position_embeddings",
