@@ -1,14 +1,15 @@
 """Data-parallel training steps/s on 1, 2, 4 and 8 devices, and training memory per device.
 
     python benchmarks/bench_distribution.py            # ViT-Ti/16 at 224, global batch 32
-    python benchmarks/bench_distribution.py --smoke    # tiny sizes, to check the script
+    python benchmarks/bench_distribution.py --smoke    # 2 layers, 32x32, batch 8, 1 and 8 devices
 
 Each device count runs in its own JAX process with
 `XLA_FLAGS=--xla_force_host_platform_device_count=N` and
-`keras_vit.distribution.configure("data")`, and times training steps of the
-fine-tuning recipe (`train_on_batch`, which shards the global batch across the
-devices as `fit` does). Virtual CPU devices share the machine's cores, so on a
-CPU the table shows the overhead of splitting each batch, not a speed-up.
+`keras_vit.distribution.configure("data")`, and times the training step of
+`bench_input.py` (the fine-tuning recipe's `train_on_batch`, which shards the
+global batch across the devices as `fit` does). Virtual CPU devices share the
+machine's cores, so on a CPU the table shows the overhead of splitting each
+batch, not a speed-up.
 
 The memory table comes from `keras_vit.distribution.training_memory`: weights,
 gradients and AdamW's two moments per device, whole on every device with data
@@ -22,59 +23,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 
-import numpy as np
+from bench_input import FULL, SMOKE, train_images_per_second
 
-FULL = dict(image_size=224, batch_size=32, steps=5, device_counts=(1, 2, 4, 8))
-SMOKE = dict(image_size=32, batch_size=8, steps=2, device_counts=(1, 8))
+DEVICE_COUNTS = (1, 2, 4, 8)
+SMOKE_DEVICE_COUNTS = (1, 8)
 MEMORY_VARIANTS = ("ViTB16", "ViTL16", "ViTH14")
 MEMORY_DEVICES = 8
 PARTS = ("weights", "total")
 
 
-def model_config(smoke: bool):
-    """ViT-Ti/16 with a 10-class head, or a tiny ViT for `--smoke`."""
-    import keras_vit
-
-    head = dict(classes=10, classifier_activation=None)
-    if smoke:
-        return keras_vit.ViTConfig(
-            image_size=32,
-            patch_size=8,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            intermediate_size=64,
-            **head,
-        )
-    return keras_vit.variant_config("ViTTi16", **head)
-
-
-def steps_per_second(sizes: dict, smoke: bool) -> float:
-    """Training steps/s of the recipe, data parallel over this process's devices."""
-    import keras_vit
-    from keras_vit.training import compile_for_finetuning
-
-    keras_vit.distribution.configure("data")
-    model = keras_vit.ViT(model_config(smoke))
-    compile_for_finetuning(model, total_steps=100)
-    rng = np.random.default_rng(0)
-    size, batch = sizes["image_size"], sizes["batch_size"]
-    images = rng.standard_normal((batch, size, size, 3)).astype("float32")
-    labels = rng.integers(0, 10, batch)
-    for _ in range(2):  # compile; on one device the step compiles again for its output layout
-        model.train_on_batch(images, labels)
-    times = []
-    for _ in range(sizes["steps"]):
-        start = time.perf_counter()
-        model.train_on_batch(images, labels)
-        times.append(time.perf_counter() - start)
-    return 1 / float(np.median(times))
-
-
 def run_devices(devices: int, smoke: bool) -> float:
-    """Runs `steps_per_second` in a fresh JAX process with `devices` virtual CPU devices."""
+    """Training steps/s, data parallel, in a fresh JAX process with `devices` CPU devices."""
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
     env = {**os.environ, "KERAS_BACKEND": "jax", "XLA_FLAGS": flags, "TF_CPP_MIN_LOG_LEVEL": "3"}
     command = [sys.executable, __file__, "--worker", *(["--smoke"] * smoke)]
@@ -111,29 +71,32 @@ def memory_table() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
+    parser.add_argument("--smoke", action="store_true", help="small sizes, to check the script")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = SMOKE if args.smoke else FULL
     if args.worker:
-        print(json.dumps({"steps_per_second": steps_per_second(sizes, args.smoke)}))
+        import keras_vit
+
+        keras_vit.distribution.configure("data")  # before bench_input builds the model
+        steps = train_images_per_second(sizes) / sizes["batch_size"]
+        print(json.dumps({"steps_per_second": steps}))
         return
-    name = "tiny ViT" if args.smoke else "ViT-Ti/16"
+    side, batch = sizes["image_size"], sizes["batch_size"]
     print(
-        f"\n{name}, data parallel, global batch {sizes['batch_size']} at "
-        f"{sizes['image_size']}x{sizes['image_size']}, on {os.cpu_count()} CPU cores. The "
-        "devices are virtual CPU devices sharing those cores: this measures the overhead of "
-        "splitting each batch, not a speed-up.\n"
+        f"\nViT-Ti/16 ({sizes['layers']} layers), data parallel, global batch {batch} at "
+        f"{side}x{side}, on {os.cpu_count()} CPU cores. The devices are virtual CPU devices "
+        "sharing those cores: this measures the overhead of splitting each batch, not a "
+        "speed-up.\n"
     )
     print("| devices | steps/s | images/s | vs 1 device |")
     print("|---|---|---|---|")
     baseline = None
-    for devices in sizes["device_counts"]:
+    for devices in SMOKE_DEVICE_COUNTS if args.smoke else DEVICE_COUNTS:
         rate = run_devices(devices, args.smoke)
         baseline = baseline or rate
         print(
-            f"| {devices} | {rate:.2f} | {rate * sizes['batch_size']:.1f} | "
-            f"{rate / baseline:.2f}x |",
+            f"| {devices} | {rate:.2f} | {rate * batch:.1f} | {rate / baseline:.2f}x |",
             flush=True,
         )
     print(

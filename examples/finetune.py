@@ -115,6 +115,8 @@ def main(argv: list[str] | None = None) -> float:
     args = parse_arguments(argv)
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
+    if args.model_parallel and not args.distribution:
+        raise SystemExit("--model-parallel needs --distribution model.")
     if args.distribution:
         # Before the model is built: weights take their device layout when created.
         try:

@@ -261,8 +261,8 @@ def training_memory(
         first and second moments) and their `"total"`.
 
     Example:
-        >>> training_memory(variant_config("ViTH14"), model_parallel=8)["total"] / 2**30
-        1.4...
+        >>> round(training_memory(variant_config("ViTH14"), model_parallel=8)["total"] / 2**30, 2)
+        1.21
     """
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"Unknown dtype {dtype!r}; use one of {sorted(DTYPE_BYTES)}.")
@@ -349,6 +349,11 @@ def configure(
         raise ValueError(f"Unknown strategy {strategy!r}; use one of {STRATEGIES}.")
     devices = list(devices or keras.distribution.list_devices())
     if strategy == "auto":
+        if model_parallel is not None:
+            raise ValueError(
+                "strategy='auto' chooses the model axis itself; pass strategy='model' to set "
+                f"model_parallel={model_parallel}."
+            )
         model_parallel = 1
         if config is not None:
             memory = memory_per_device or _device_memory()

@@ -141,6 +141,8 @@ def test_mesh_shapes_that_do_not_fit_the_model_or_the_devices():
         distribution.layout_map(mesh, model_dim="tensor")
     with pytest.raises(ValueError, match="model_parallel=2 does not apply"):
         distribution.configure("data", model_parallel=2)
+    with pytest.raises(ValueError, match="'auto' chooses the model axis itself"):
+        distribution.configure("auto", model_parallel=2)
 
 
 def test_loaders_refuse_a_batch_the_replicas_do_not_divide(pets_dir):
