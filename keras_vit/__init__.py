@@ -1,6 +1,6 @@
 """keras_vit: the Vision Transformer in Keras 3, on TensorFlow, JAX and PyTorch."""
 
-from keras_vit import plotting
+from keras_vit import distribution, plotting
 from keras_vit.activations import get_activation
 from keras_vit.analysis import (
     attention_distance,
@@ -57,6 +57,7 @@ __all__ = [
     "attention_rollout",
     "build_variant",
     "cls_attention",
+    "distribution",
     "fuse_heads",
     "get_activation",
     "list_weights",
