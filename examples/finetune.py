@@ -3,6 +3,7 @@
     python examples/finetune.py                           # offline: scikit-learn's digits
     python examples/finetune.py --data-dir DIR            # your folder: DIR/<class>/<image>
     python examples/finetune.py --dataset NAME --model ViTB16 --weights imagenet21k
+    KERAS_BACKEND=jax python examples/finetune.py --distribution data   # every visible device
 
 With no --dataset / --data-dir, scikit-learn's handwritten digits (1,797 images,
 10 classes) are exported once to an `imagefolder` directory under --output and
@@ -10,6 +11,10 @@ loaded with `datasets` like any user folder, and a small ViT is trained from
 scratch (nothing can be downloaded offline). The recipe is
 `keras_vit.training.compile_for_finetuning`. The last line printed is
 `test_accuracy: 0.XXXX`.
+
+`--distribution data|model|auto` trains on every visible device with
+`keras_vit.distribution.configure` (Keras' distribution API, JAX backend):
+`--batch-size` is the global batch, split across the data-parallel replicas.
 """
 
 from __future__ import annotations
@@ -67,10 +72,23 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-flip", action="store_true", help="no horizontal flip")
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     parser.add_argument("--workers", type=int, default=1, help="loader threads")
+    parser.add_argument(
+        "--distribution",
+        choices=keras_vit.distribution.STRATEGIES,
+        help="train on every visible device (JAX backend); default: one device",
+    )
+    parser.add_argument("--model-parallel", type=int, help="model axis size for --distribution")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/finetune"))
     parser.add_argument("--push-to-hub", metavar="REPO", help="push the result to this repo")
     return parser.parse_args(argv)
+
+
+def architecture(args: argparse.Namespace) -> keras_vit.ViTConfig:
+    """The shape of the model to train, before it is built (heads, widths, depth)."""
+    if args.model == "small":
+        return keras_vit.ViTConfig(**SMALL)
+    return keras_vit.variant_config(args.model)
 
 
 def build_model(args: argparse.Namespace, classes: int, id2label: dict[int, str]):
@@ -97,6 +115,18 @@ def main(argv: list[str] | None = None) -> float:
     args = parse_arguments(argv)
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
+    if args.model_parallel and not args.distribution:
+        raise SystemExit("--model-parallel needs --distribution model.")
+    if args.distribution:
+        # Before the model is built: weights take their device layout when created.
+        try:
+            distribution = keras_vit.distribution.configure(
+                args.distribution, model_parallel=args.model_parallel, config=architecture(args)
+            )
+            keras_vit.distribution.check_batch_size(args.batch_size)
+        except (RuntimeError, ValueError) as error:
+            raise SystemExit(f"--distribution {args.distribution}: {error}") from error
+        print(f"distribution: {distribution}")
     digits = args.dataset is None and args.data_dir is None
     data_dir = export_digits_imagefolder(args.output / "digits_imagefolder") if digits else None
     data = load_image_classification(

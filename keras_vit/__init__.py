@@ -1,6 +1,16 @@
 """keras_vit: the Vision Transformer in Keras 3, on TensorFlow, JAX and PyTorch."""
 
+from keras_vit import distribution, plotting
 from keras_vit.activations import get_activation
+from keras_vit.analysis import (
+    attention_distance,
+    attention_rollout,
+    cls_attention,
+    fuse_heads,
+    mean_attention_distance,
+    position_embedding_similarity,
+    rollout_matrices,
+)
 from keras_vit.attention import MultiHeadSelfAttention
 from keras_vit.config import ViTConfig
 from keras_vit.embeddings import ViTEmbeddings, sincos_position_embeddings
@@ -44,11 +54,20 @@ __all__ = [
     "ViTL32",
     "ViTS16",
     "ViTTi16",
+    "attention_distance",
+    "attention_rollout",
     "build_variant",
+    "cls_attention",
     "compile_for_inference",
+    "distribution",
+    "fuse_heads",
     "get_activation",
     "list_weights",
+    "mean_attention_distance",
+    "plotting",
+    "position_embedding_similarity",
     "resample_position_embeddings",
+    "rollout_matrices",
     "sincos_position_embeddings",
     "skip_random_init",
     "variant_config",

@@ -1,6 +1,7 @@
 """The `keras-vit` command line.
 
 keras-vit convert SRC DST [--image-size N] [--classes N] [--overwrite] [--verify]
+keras-vit explain IMAGE [--model REPO_OR_PATH_OR_VARIANT] [--weights NAME] [--output DIR]
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from keras_vit import ViT
 
 
 def max_difference_vs_transformers(model, source: str | Path) -> float:
@@ -73,6 +78,79 @@ def convert(args: argparse.Namespace) -> str:
     return summary
 
 
+EXPLAIN_FILES = ("rollout.png", "position_similarity.png", "attention_distance.png")
+
+
+def load_model(name: str, weights: str | None) -> ViT:
+    """The model `keras-vit explain --model NAME [--weights WEIGHTS]` names.
+
+    Args:
+        name: a variant such as `ViTB16`, a checkpoint directory, or a Hub repo id.
+        weights: for a variant, a weight name, repo id or file (`None`: random).
+
+    Returns:
+        The `keras_vit.ViT`.
+
+    Example:
+        >>> load_model("ViTB16", "imagenet").config.classes
+        1000
+    """
+    from keras_vit import VARIANTS, ViT, build_variant
+
+    if name in VARIANTS:
+        return build_variant(name, weights=weights)
+    if weights is not None:
+        raise ValueError(f"--weights goes with a variant name ({', '.join(VARIANTS)}), not {name}.")
+    if "/" not in name and not Path(name).is_dir():
+        raise ValueError(
+            f"Unknown model {name!r}. Give a checkpoint directory, a Hub repo id (org/name) "
+            f"or a variant name ({', '.join(VARIANTS)})."
+        )
+    return ViT.from_pretrained(name, verbose=False)
+
+
+def explain(args: argparse.Namespace) -> str:
+    """Runs `keras-vit explain`: writes the three PNGs into `args.output`.
+
+    Args:
+        args: the parsed `image`, `model`, `weights` and `output`.
+
+    Returns:
+        The text to print: the top-5 predictions (for a model with a head) and
+        the files written.
+
+    Example:
+        >>> print(explain(argparse.Namespace(image="4.png", model="runs/finetune/model",
+        ...                                  weights=None, output="explained")))
+    """
+    from PIL import Image
+
+    import keras_vit
+    from keras_vit import plotting
+
+    image = np.asarray(Image.open(args.image).convert("RGB"))
+    model = load_model(args.model, args.weights)
+    pixels = keras_vit.ImageProcessor(model.config.image_pair).preprocess(image)
+    lines = []
+    if args.model in keras_vit.VARIANTS and args.weights is None:
+        lines.append(f"note: {args.model} has random weights; pass --weights for trained ones")
+    if model.config.classes:
+        scores = np.asarray(model.predict(pixels, verbose=0), dtype="float64")
+        if model.config.classifier_activation is None:  # logits
+            scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            scores /= scores.sum(axis=-1, keepdims=True)
+        lines.append("top-5 predictions:")
+        for label, score in model.decode_predictions(scores, top=5)[0]:
+            lines.append(f"  {score:.4f}  {label}")
+    output = Path(args.output)
+    rollout, similarity, distance = (output / name for name in EXPLAIN_FILES)
+    plotting.plot_attention_overlay(image, keras_vit.attention_rollout(model, pixels)[0], rollout)
+    plotting.plot_position_similarity(keras_vit.position_embedding_similarity(model), similarity)
+    plotting.plot_attention_distance(keras_vit.mean_attention_distance(model, pixels), distance)
+    lines.append(f"wrote {rollout}, {similarity}, {distance}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `keras-vit` command.
 
@@ -80,10 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         argv: the arguments (default: `sys.argv[1:]`).
 
     Returns:
-        The exit code: 0 on success, 1 on a conversion error, 2 on bad usage.
+        The exit code: 0 on success, 1 on an error (a message, no traceback),
+        2 on bad usage.
 
     Example:
         $ keras-vit convert ./vit-base-patch16-224 vit_b16.keras --verify
+        $ keras-vit explain cat.png --model ViTB16 --weights imagenet --output explained/
     """
     parser = argparse.ArgumentParser(prog="keras-vit", description="keras_vit tools.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -104,9 +184,31 @@ def main(argv: list[str] | None = None) -> int:
     convert_parser.add_argument(
         "--verify", action="store_true", help="compare with transformers (needs torch)"
     )
+    convert_parser.set_defaults(run=convert)
+    explain_parser = commands.add_parser(
+        "explain",
+        help="draw what a ViT attends to",
+        description="Draw the attention rollout of IMAGE, the position-embedding similarity and "
+        f"the mean attention distance of a model into {', '.join(EXPLAIN_FILES)}, and print "
+        "the top-5 predictions when the model has a head.",
+    )
+    explain_parser.add_argument("image", help="an image file (PNG, JPEG, ...)")
+    explain_parser.add_argument(
+        "--model",
+        default="google/vit-base-patch16-224",
+        help="checkpoint directory, Hub repo id, or variant name such as ViTB16 "
+        "(default: %(default)s)",
+    )
+    explain_parser.add_argument(
+        "--weights", help="with a variant: a weight name such as imagenet (default: random)"
+    )
+    explain_parser.add_argument(
+        "--output", default=".", help="directory for the PNGs (default: %(default)s)"
+    )
+    explain_parser.set_defaults(run=explain)
     args = parser.parse_args(argv)
     try:
-        print(convert(args))
+        print(args.run(args))
     except (ValueError, OSError, ImportError) as error:
         print(f"keras-vit {args.command}: error: {error}", file=sys.stderr)
         return 1

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from keras_vit.distribution import check_batch_size, data_parallel_size
 from keras_vit.preprocessing import ImageProcessor
 
 if TYPE_CHECKING:
@@ -317,6 +318,13 @@ class ImageBatches(keras.utils.PyDataset):
     over into the next, so a shuffled epoch can repeat some batches and miss
     others; `workers=1` gives exact epochs.
 
+    With data parallelism (`replicas > 1`) every batch must split evenly
+    across the replicas. A last partial batch is then dropped
+    (`drop_remainder`, for training) or padded up to a multiple of `replicas`
+    with repeats of its rows, and the batches carry sample weights, 0 for
+    the padding, so that accuracy counts each image once. (Keras' reported
+    loss still averages over the padded count of the last batch.)
+
     Args:
         dataset: the split to batch.
         image_column: its column of images (a `datasets.Image` feature).
@@ -329,6 +337,10 @@ class ImageBatches(keras.utils.PyDataset):
         workers: threads or processes `fit` uses to prepare batches.
         use_multiprocessing: whether `workers` are processes.
         max_queue_size: how many prepared batches `fit` keeps queued.
+        replicas: the data-parallel replica count each batch is split across
+            (`keras_vit.distribution.data_parallel_size()`); `batch_size` must
+            be a multiple of it.
+        drop_remainder: leave out the last batch when it is partial.
 
     Example:
         >>> data = load_image_classification(data_dir=export_digits_imagefolder("digits"))
@@ -351,6 +363,8 @@ class ImageBatches(keras.utils.PyDataset):
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
+        replicas: int = 1,
+        drop_remainder: bool = False,
     ):
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -359,6 +373,12 @@ class ImageBatches(keras.utils.PyDataset):
             raise ValueError(
                 f"ImageBatches decodes images with 1, 3 or 4 channels; the processor "
                 f"expects {processor.num_channels}."
+            )
+        check_batch_size(batch_size, replicas)
+        if drop_remainder and len(dataset) < batch_size:
+            raise ValueError(
+                f"drop_remainder=True leaves no batch: the split has {len(dataset)} rows, "
+                f"fewer than batch_size={batch_size}. Use a smaller batch."
             )
         self.image_mode = PIL_MODES[processor.num_channels]
         # Unformatted, so that the Image feature decodes to PIL images whatever the caller set.
@@ -370,6 +390,8 @@ class ImageBatches(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.augmentation = augmentation
         self.seed = seed
+        self.replicas = replicas
+        self.drop_remainder = drop_remainder
         self.epoch = 0
         self.order = self._row_order()
 
@@ -379,20 +401,33 @@ class ImageBatches(keras.utils.PyDataset):
             return np.arange(len(self.dataset))
         return np.random.default_rng(self.seed + self.epoch).permutation(len(self.dataset))
 
+    @property
+    def padded(self) -> bool:
+        """Whether batches are padded to a multiple of `replicas` and carry sample weights."""
+        return self.replicas > 1 and not self.drop_remainder
+
     def __len__(self) -> int:
+        if self.drop_remainder:
+            return len(self.dataset) // self.batch_size
         return math.ceil(len(self.dataset) / self.batch_size)
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+    def __getitem__(self, index: int) -> tuple[np.ndarray, ...]:
         if not 0 <= index < len(self):
             raise IndexError(f"Batch {index} is out of range for {len(self)} batches.")
         rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
+        real = len(rows)
+        if self.padded:
+            rows = np.resize(rows, math.ceil(real / self.replicas) * self.replicas)
         batch = self.dataset[rows.tolist()]
         images = [np.asarray(image.convert(self.image_mode)) for image in batch[self.image_column]]
         if self.augmentation is not None:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             images = [self.augmentation.apply(image, rng) for image in images]
         labels = np.asarray(batch[self.label_column], np.int32)
-        return self.processor.preprocess(images), labels
+        if not self.padded:
+            return self.processor.preprocess(images), labels
+        weights = (np.arange(len(rows)) < real).astype(np.float32)
+        return self.processor.preprocess(images), labels, weights
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -407,8 +442,13 @@ def make_loaders(
     workers: int = 1,
     use_multiprocessing: bool = False,
     seed: int = 0,
+    replicas: int | None = None,
 ) -> dict[str, ImageBatches]:
     """Batches for every split, sharing one `ImageProcessor(image_size)`.
+
+    Under data parallelism each batch is split across `replicas` devices:
+    `batch_size` must be a multiple of it, the training loader drops its last
+    partial batch, and the others pad theirs (see `ImageBatches`).
 
     Args:
         data: the splits, from `load_image_classification`.
@@ -418,6 +458,9 @@ def make_loaders(
         workers: threads or processes `fit` uses to prepare batches.
         use_multiprocessing: whether `workers` are processes.
         seed: seed of the shuffling and the augmentation.
+        replicas: the data-parallel replica count; default that of the
+            current Keras distribution (1 without one), so call
+            `keras_vit.distribution.configure` first.
 
     Returns:
         "train" (shuffled, augmented), "validation" and, if the data has one,
@@ -431,6 +474,7 @@ def make_loaders(
         >>> model.fit(loaders["train"], validation_data=loaders["validation"], epochs=3)
     """
     processor = ImageProcessor(image_size)
+    replicas = data_parallel_size() if replicas is None else replicas
     splits = {"train": data.train, "validation": data.validation, "test": data.test}
     return {
         name: ImageBatches(
@@ -444,6 +488,8 @@ def make_loaders(
             seed=seed,
             workers=workers,
             use_multiprocessing=use_multiprocessing,
+            replicas=replicas,
+            drop_remainder=name == "train" and replicas > 1,
         )
         for name, split in splits.items()
         if split is not None

@@ -20,6 +20,7 @@ from typing import Any
 import keras
 from keras import ops
 
+from keras_vit.conversion.atomic import atomic_path
 from keras_vit.model import ViT
 
 # Weights that get no weight decay: every bias, LayerNorm scales and offsets,
@@ -280,10 +281,8 @@ class BestWeights(keras.callbacks.Callback):
             )
         if value > self.best if self.mode == "max" else value < self.best:
             self.best, self.best_epoch = float(value), epoch
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = self.path.with_name(f".{self.path.name}.tmp.weights.h5")
-            self.model.save_weights(str(temporary))
-            os.replace(temporary, self.path)
+            with atomic_path(self.path, overwrite=True) as temporary:
+                self.model.save_weights(str(temporary))
 
     def on_train_end(self, logs=None):
         if self.restore_at_end and self.best_epoch is not None:
@@ -326,11 +325,9 @@ class TrainingCurves(keras.callbacks.Callback):
             axis.set_title(metric)
             axis.legend()
         figure.tight_layout()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(f".{self.path.name}.tmp.png")
-        figure.savefig(temporary, dpi=100)
+        with atomic_path(self.path, overwrite=True) as temporary:
+            figure.savefig(temporary, dpi=100)
         pyplot.close(figure)
-        os.replace(temporary, self.path)
 
 
 def finetuning_callbacks(output_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:

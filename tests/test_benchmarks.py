@@ -1,28 +1,28 @@
 """The benchmark scripts run end to end (tiny configs) on the current backend."""
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import keras
 
+from tests.test_distribution import JAX_CACHE
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_smoke(script: str) -> str:
-    """Runs `benchmarks/<script> --smoke` for this backend; returns its stdout."""
+def run_smoke(script: str, per_backend: bool = True, **env: str) -> str:
+    """Runs `benchmarks/<script> --smoke` (for this backend, if `per_backend`) with `env`
+    added to the environment; returns its stdout."""
+    backends = [f"--backends={keras.backend.backend()}"] if per_backend else []
     result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / script),
-            "--smoke",
-            f"--backends={keras.backend.backend()}",
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *backends],
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
@@ -48,3 +48,22 @@ def test_input_benchmark_runs_end_to_end():
     )
     train, loader = (float(cell.strip(" x")) for cell in row.split("|")[2:4])
     assert train > 0 and loader > 0
+
+
+def test_distribution_benchmark_runs_end_to_end():
+    # JAX workers, whatever this suite's backend.
+    output = run_smoke(
+        "bench_distribution.py", per_backend=False, JAX_COMPILATION_CACHE_DIR=str(JAX_CACHE)
+    )
+    assert "overhead of splitting each batch, not a speed-up" in output
+    rows = [line.split("|")[1:4] for line in output.splitlines() if re.match(r"\| \d+ \|", line)]
+    assert [int(devices) for devices, _, _ in rows] == [1, 8]
+    assert all(float(steps) > 0 and float(images) > 0 for _, steps, images in rows)
+    h14 = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in output.splitlines()
+        if line.startswith("| ViTH14 |")
+    ]
+    assert [row[2] for row in h14] == ["data parallel (whole model)", "model parallel, mesh (1, 8)"]
+    whole, split = (float(row[4].split()[0]) for row in h14)  # fp32 totals, in GiB
+    assert whole > split > whole / 8  # the block kernels shrink 8x, the rest stays whole

@@ -90,6 +90,21 @@ def test_convert_command_takes_a_repo_id(hub, tiny_repo, tmp_path, capsys):
     assert float(summary.rsplit(" ", 1)[-1]) < TOLERANCE
 
 
+def test_explain_command_takes_a_repo_id(hub, tiny_repo, tmp_path, capsys):
+    from PIL import Image
+
+    from keras_vit.cli import EXPLAIN_FILES, main
+
+    Image.new("RGB", (20, 30), "white").save(tmp_path / "white.png")
+    output = tmp_path / "out"
+    arguments = ["explain", str(tmp_path / "white.png"), "--model", "org/tiny", "--output"]
+    assert main([*arguments, str(output)]) == 0
+    assert sorted(path.name for path in output.iterdir()) == sorted(EXPLAIN_FILES)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == "top-5 predictions:"
+    assert sorted(line.split()[1] for line in printed[1:3]) == ["a", "b"]
+
+
 def test_weights_of_another_size_are_refused(hub, tiny_repo):
     with pytest.raises(ValueError, match="org/tiny is not a ViTB16 checkpoint.*hidden_size 32"):
         keras_vit.ViTB16(weights="org/tiny")
