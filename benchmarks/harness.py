@@ -19,7 +19,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow, in the parent too
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+# A case whose second warm-up step (the first compiles) takes longer than this is
+# timed once: at that length run-to-run noise no longer matters, and repeats
+# would only cost minutes.
+SINGLE_RUN_SECONDS = 10.0
 
 
 def serve(build: Callable[[str], Callable[[], object]], warmup: int) -> None:
@@ -30,6 +37,7 @@ def serve(build: Callable[[str], Callable[[], object]], warmup: int) -> None:
         warmup: steps run by `prepare` before any step is timed.
     """
     steps: dict[str, Callable[[], object]] = {}
+    single: dict[str, float] = {}
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         command, case = line.split(maxsplit=1)
@@ -37,15 +45,25 @@ def serve(build: Callable[[str], Callable[[], object]], warmup: int) -> None:
         try:
             if command == "prepare":
                 steps[case] = build(case)
-                for _ in range(warmup):
-                    steps[case]()
-                print(json.dumps({"ok": True}), flush=True)
+                for index in range(warmup):
+                    seconds = timed(steps[case])
+                    if index and seconds > SINGLE_RUN_SECONDS:
+                        single[case] = seconds
+                        break
+                print(json.dumps({"single": case in single}), flush=True)
             else:
-                start = time.perf_counter()
-                steps[case]()
-                print(json.dumps({"seconds": time.perf_counter() - start}), flush=True)
+                seconds = single.get(case) or timed(steps[case])
+                print(json.dumps({"seconds": seconds}), flush=True)
         except Exception as error:  # reported to the parent, which shows it in the table
-            print(json.dumps({"error": f"{type(error).__name__}: {error}"[:300]}), flush=True)
+            message = f"failed: {type(error).__name__}: {error}"[:300]
+            print(json.dumps({"error": message}), flush=True)
+
+
+def timed(step: Callable[[], object]) -> float:
+    """Seconds one call of `step` takes."""
+    start = time.perf_counter()
+    step()
+    return time.perf_counter() - start
 
 
 class Worker:
@@ -54,6 +72,7 @@ class Worker:
     def __init__(self, label: str, argv: list[str], backend: str = "torch"):
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
         self.label = label
+        self.backend = backend
         self.process = subprocess.Popen(
             [sys.executable, *argv],
             env=env,
@@ -62,9 +81,13 @@ class Worker:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        if "ready" not in self._reply():
-            raise RuntimeError(f"the {label} worker failed to start")
         self.errors: dict[str, str] = {}
+        self.single_run: set[str] = set()
+
+    def wait_until_ready(self) -> None:
+        """Waits for the worker's imports to finish; raises if it died."""
+        if "ready" not in self._reply():
+            raise RuntimeError(f"the {self.label} worker failed to start")
 
     def _reply(self) -> dict:
         line = self.process.stdout.readline()
@@ -82,7 +105,12 @@ class Worker:
 
     def prepare(self, case: str) -> None:
         """Builds and warms up `case`; a failure is kept and reported, not raised."""
-        self._ask("prepare", case)
+        if self._ask("prepare", case).get("single"):
+            self.single_run.add(case)
+
+    def skip(self, case: str, reason: str) -> None:
+        """Leaves `case` out of the timing; the table shows `reason`."""
+        self.errors[case] = f"skipped: {reason}"
 
     def time(self, case: str) -> float | None:
         """Seconds for one step of `case`, or None if the case failed."""
@@ -111,8 +139,8 @@ def alternate(pairs: list[tuple[Worker, str]], runs: int) -> list[float | None]:
 
 
 def error_cell(worker: Worker, case: str) -> str:
-    """A short table cell for a failed case."""
-    return "failed: " + worker.errors.get(case, "no timing")[:60]
+    """A short table cell for a failed or skipped case."""
+    return worker.errors.get(case, "failed: no timing")[:90]
 
 
 def start_peer_workers(script: str, backends: list[str], forwarded: list[str]) -> dict[str, Worker]:
@@ -132,6 +160,8 @@ def start_peer_workers(script: str, backends: list[str], forwarded: list[str]) -
     if importlib.util.find_spec("keras_hub"):
         for backend in backends:
             workers[f"keras-hub {backend}"] = start(f"keras-hub {backend}", "keras_hub", backend)
+    for worker in workers.values():  # they start concurrently
+        worker.wait_until_ready()
     return workers
 
 

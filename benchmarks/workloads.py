@@ -4,7 +4,14 @@ from __future__ import annotations
 
 # A ViT-B MLP matmul (8 images x 197 tokens by 768 -> 3072): the roofline's rate.
 MATMUL = (1576, 768, 3072)
-MATMUL_REPEATS = 10
+SMOKE_MATMUL = (64, 64, 64)
+
+
+def split_variant(variant: str) -> tuple[str, dict]:
+    """`"ViTTi16/2"` -> `("ViTTi16", {"num_hidden_layers": 2})`: a named variant, optionally
+    cut to fewer layers (the `--smoke` runs)."""
+    name, _, layers = variant.partition("/")
+    return name, ({"num_hidden_layers": int(layers)} if layers else {})
 
 
 def sizes(variant: str, image_size: int) -> dict:
@@ -16,7 +23,8 @@ def sizes(variant: str, image_size: int) -> dict:
     """
     import keras_vit
 
-    config = keras_vit.variant_config(variant)
+    name, overrides = split_variant(variant)
+    config = keras_vit.variant_config(name, **overrides)
     return dict(
         image_size=image_size,
         patch_size=config.patch_size,
@@ -25,6 +33,14 @@ def sizes(variant: str, image_size: int) -> dict:
         heads=config.num_attention_heads,
         mlp=config.intermediate_size,
     )
+
+
+def keras_vit_model(variant: str, image_size: int, **kwargs):
+    """`keras_vit.build_variant` of a `split_variant` name at `image_size`."""
+    import keras_vit
+
+    name, overrides = split_variant(variant)
+    return keras_vit.build_variant(name, image_size=image_size, **overrides, **kwargs)
 
 
 def vit_forward_gflops(variant: str, image_size: int) -> float:
@@ -46,20 +62,39 @@ def vit_forward_gflops(variant: str, image_size: int) -> float:
     return 2 * (embedding + shape["layers"] * per_layer) / 1e9
 
 
-def matmul_gflops() -> float:
-    """GFLOP of one `matmul_step` call."""
-    rows, inner, columns = MATMUL
-    return 2 * rows * inner * columns * MATMUL_REPEATS / 1e9
+def matmul_gflops(shape: tuple[int, int, int]) -> float:
+    """GFLOP of one matmul of `shape` (rows, inner, columns)."""
+    rows, inner, columns = shape
+    return 2 * rows * inner * columns / 1e9
 
 
-def matmul_step(dtype: str):
-    """A step of `MATMUL_REPEATS` torch matmuls of the `MATMUL` shape in `dtype`."""
+def matmul_step(dtype: str, backend: str, shape: tuple[int, int, int]):
+    """One `shape` matmul in `dtype` with the backend's own fastest call.
+
+    JAX and TensorFlow run it compiled by XLA, as keras_vit's models run;
+    torch runs it eagerly through oneDNN, as transformers does.
+    """
+    import numpy as np
+
+    rows, inner, columns = shape
+    left = np.random.default_rng(0).standard_normal((rows, inner), "float32")
+    right = np.random.default_rng(1).standard_normal((inner, columns), "float32")
+    if backend == "jax":
+        import jax
+
+        left, right = (jax.numpy.asarray(array, dtype) for array in (left, right))
+        product = jax.jit(jax.numpy.matmul)
+        return lambda: product(left, right).block_until_ready()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        left, right = (tf.cast(array, dtype) for array in (left, right))
+        product = tf.function(tf.matmul, jit_compile=True)
+        return lambda: product(left, right).numpy()
     import torch
 
-    rows, inner, columns = MATMUL
-    left = torch.randn(rows, inner, dtype=getattr(torch, dtype))
-    right = torch.randn(inner, columns, dtype=getattr(torch, dtype))
-    return lambda: [torch.matmul(left, right) for _ in range(MATMUL_REPEATS)]
+    left, right = (torch.from_numpy(array).to(getattr(torch, dtype)) for array in (left, right))
+    return lambda: torch.matmul(left, right)
 
 
 def random_images(batch: int, image_size: int):

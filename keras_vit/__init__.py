@@ -16,7 +16,7 @@ from keras_vit.config import ViTConfig
 from keras_vit.embeddings import ViTEmbeddings, sincos_position_embeddings
 from keras_vit.encoder import Encoder, EncoderBlock
 from keras_vit.hf_integration.named_weights import list_weights
-from keras_vit.inference import compile_for_inference
+from keras_vit.inference import compile_for_inference, native_bfloat16
 from keras_vit.initializers import skip_random_init
 from keras_vit.model import ViT
 from keras_vit.pooling import TokenPooling
@@ -64,6 +64,7 @@ __all__ = [
     "get_activation",
     "list_weights",
     "mean_attention_distance",
+    "native_bfloat16",
     "plotting",
     "position_embedding_similarity",
     "resample_position_embeddings",

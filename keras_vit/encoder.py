@@ -7,6 +7,7 @@ import keras
 from keras_vit.activations import get_activation
 from keras_vit.attention import MultiHeadSelfAttention
 from keras_vit.initializers import truncated_normal
+from keras_vit.linear import Linear
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -78,10 +79,10 @@ class EncoderBlock(keras.layers.Layer):
         self.layernorm_after = keras.layers.LayerNormalization(
             epsilon=layer_norm_eps, dtype=policy, name="layernorm_after"
         )
-        self.mlp_fc1 = keras.layers.Dense(
+        self.mlp_fc1 = Linear(
             intermediate_size, kernel_initializer=initializer, dtype=policy, name="mlp_fc1"
         )
-        self.mlp_fc2 = keras.layers.Dense(
+        self.mlp_fc2 = Linear(
             hidden_size, kernel_initializer=initializer, dtype=policy, name="mlp_fc2"
         )
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=policy)

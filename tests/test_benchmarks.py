@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import keras
+import pytest
 
 from tests.test_distribution import JAX_CACHE
 
@@ -28,8 +29,24 @@ def run_smoke(script: str, per_backend: bool = True, **env: str) -> str:
     return result.stdout
 
 
-def test_inference_benchmark_runs_end_to_end():
-    assert f"| keras_vit {keras.backend.backend()} |" in run_smoke("bench_inference.py")
+def timed_rows(output: str, label: str) -> dict[str, float]:
+    """{precision: img/s} of `label`'s rows in a speed comparison's table."""
+    rows = [line.split("|")[1:6] for line in output.splitlines() if line.startswith(f"| {label} |")]
+    return {precision.strip(): float(speed) for _, precision, _, speed, _ in rows}
+
+
+@pytest.mark.parametrize(
+    ("script", "precisions"),
+    [
+        ("bench_inference.py", {"float32", "mixed_bfloat16", "bfloat16"}),
+        ("bench_training.py", {"float32", "mixed_bfloat16"}),
+    ],
+)
+def test_speed_comparison_runs_end_to_end(script, precisions):
+    output = run_smoke(script)
+    ours = timed_rows(output, f"keras_vit {keras.backend.backend()}")
+    assert set(ours) == precisions and all(speed > 0 for speed in ours.values())
+    assert "| transformers" in output and "matmul GFLOP/s:" in output
 
 
 def test_conversion_benchmark_runs_end_to_end():

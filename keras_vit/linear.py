@@ -1,0 +1,38 @@
+"""A Dense layer whose PyTorch path adds the bias inside the matrix product."""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class Linear(keras.layers.Dense):
+    """`keras.layers.Dense` with the bias fused into the matmul on torch.
+
+    On torch, `inputs @ kernel + bias` becomes a single `torch.addmm` (one
+    oneDNN call with the bias as its post-op) instead of a matmul followed by a second
+    pass over the output for the bias. That is about 5% of a ViT-B/16 forward
+    on a CPU (`benchmarks/NOTES.md`). JAX and TensorFlow (where XLA fuses the
+    bias itself) and quantized layers take `Dense`'s own path. Weights, their
+    names and LoRA behave exactly as in `Dense`.
+
+    Args:
+        units: output width.
+        **kwargs: `keras.layers.Dense` arguments.
+
+    Example:
+        >>> layer = Linear(4)
+        >>> layer(np.ones((2, 3), "float32")).shape
+        (2, 4)
+    """
+
+    def call(self, inputs, training=None):
+        if keras.backend.backend() != "torch" or self.bias is None or self.quantization_mode:
+            return super().call(inputs, training=training)
+        import torch
+
+        kernel = ops.convert_to_tensor(self.kernel)
+        rows = inputs.reshape(-1, inputs.shape[-1])
+        outputs = torch.addmm(ops.convert_to_tensor(self.bias), rows, kernel)
+        return self.activation(outputs.view(*inputs.shape[:-1], self.units))
