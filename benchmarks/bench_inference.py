@@ -2,6 +2,7 @@
 
     python benchmarks/bench_inference.py [--runs 5] [--backends jax,tensorflow,torch]
         [--workloads ViTB16:1,ViTB16:8,ViTTi16:32] [--kinds fp32,bf16] [--budget 30]
+        [--keras-hub no]
     python benchmarks/bench_inference.py --smoke      # tiny sizes, to check the script
 
 Workloads: ViT-B/16 at 224 with batch 1 and batch 8, and ViT-Ti/16 at 224 with

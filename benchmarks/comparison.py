@@ -139,6 +139,7 @@ class Benchmark:
         image_gflop: `(variant, image_size)` -> matmul GFLOP of one image's step.
         results_file: the file under `benchmarks/results/`.
         heading: what is timed, for the titles ("Forward pass").
+        keras_hub_by_default: whether keras-hub runs without `--keras-hub`.
     """
 
     script: str
@@ -149,6 +150,7 @@ class Benchmark:
     image_gflop: Callable[[str, int], float]
     results_file: str
     heading: str
+    keras_hub_by_default: bool = True
 
 
 def command_line(description: str) -> argparse.Namespace:
@@ -160,6 +162,9 @@ def command_line(description: str) -> argparse.Namespace:
     parser.add_argument("--workloads", help="VARIANT:BATCH,... (default: the full set)")
     parser.add_argument("--kinds", default="fp32,bf16", help="precision classes to time")
     parser.add_argument("--budget", type=float, default=30.0, help="max projected s/batch")
+    parser.add_argument(
+        "--keras-hub", choices=("yes", "no"), help="time keras-hub too (default: per script)"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -167,8 +172,9 @@ def command_line(description: str) -> argparse.Namespace:
 
 def run(benchmark: Benchmark, args: argparse.Namespace) -> None:
     """Runs a worker (`--worker`) or the whole comparison: starts the workers,
-    measures the matmul rates, times every workload's rows in turns, prints the
-    tables and writes them to `benchmarks/results/` (not for `--smoke`)."""
+    measures the matmul rates, times every workload's rows in turns (one
+    precision class at a time), prints the tables and writes them to
+    `benchmarks/results/` (not for `--smoke`)."""
     settings = benchmark.smoke if args.smoke else benchmark.full
     image_size, matmul = settings["image_size"], settings["matmul"]
     runs, warmup = (2, 1) if args.smoke else (args.runs, args.warmup)
@@ -184,7 +190,10 @@ def run(benchmark: Benchmark, args: argparse.Namespace) -> None:
         serve(build, warmup)
         return
     forwarded = [f"--warmup={warmup}", *(["--smoke"] if args.smoke else [])]
-    workers = start_peer_workers(benchmark.script, args.backends.split(","), forwarded)
+    keras_hub = (
+        benchmark.keras_hub_by_default if args.keras_hub is None else args.keras_hub == "yes"
+    )
+    workers = start_peer_workers(benchmark.script, args.backends.split(","), forwarded, keras_hub)
     rates = measure_matmul_rates(list(workers.values()), matmul, runs)
     print(f"matmul GFLOP/s: {rates_line(rates)}\n", flush=True)
     sections = []
@@ -197,7 +206,11 @@ def run(benchmark: Benchmark, args: argparse.Namespace) -> None:
             if row.kind in args.kinds
         ]
         skip_beyond_budget(rows, gflop * int(batch), rates, args.budget)
-        medians = alternate([(row.worker, row.case) for row in rows], runs)
+        timed = {}  # one precision class at a time, so that workers hold one model each
+        for kind in ("fp32", "bf16"):
+            pairs = [(row.worker, row.case) for row in rows if row.kind == kind]
+            timed.update(zip(pairs, alternate(pairs, runs), strict=True))
+        medians = [timed[row.worker, row.case] for row in rows]
         title = f"### {benchmark.heading}, {variant} at {image_size}x{image_size}, batch {batch}"
         sections.append(table(title, rows, medians, int(batch), gflop, rates))
         print(sections[-1] + "\n", flush=True)

@@ -9,6 +9,7 @@ alike. A worker is the benchmark script itself run with `--worker ...`; it calls
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -30,7 +31,7 @@ SINGLE_RUN_SECONDS = 10.0
 
 
 def serve(build: Callable[[str], Callable[[], object]], warmup: int) -> None:
-    """The worker loop: answers `prepare CASE` and `time CASE` lines on stdin.
+    """The worker loop: answers `prepare CASE`, `time CASE` and `drop CASE` lines on stdin.
 
     Args:
         build: turns a case name into a step function; called once per case.
@@ -43,7 +44,11 @@ def serve(build: Callable[[str], Callable[[], object]], warmup: int) -> None:
         command, case = line.split(maxsplit=1)
         case = case.strip()
         try:
-            if command == "prepare":
+            if command == "drop":
+                steps.pop(case, None)
+                gc.collect()
+                print(json.dumps({"ok": True}), flush=True)
+            elif command == "prepare":
                 steps[case] = build(case)
                 for index in range(warmup):
                     seconds = timed(steps[case])
@@ -96,9 +101,16 @@ class Worker:
     def _ask(self, command: str, case: str) -> dict:
         if case in self.errors:
             return {"error": self.errors[case]}
-        self.process.stdin.write(f"{command} {case}\n")
-        self.process.stdin.flush()
-        reply = self._reply()
+        try:
+            self.process.stdin.write(f"{command} {case}\n")
+            self.process.stdin.flush()
+            reply = self._reply()
+        except BrokenPipeError:
+            reply = {"error": "the worker process died"}
+        if reply.get("error") == "the worker process died":
+            reply["error"] = (
+                f"failed: the worker died (exit {self.process.wait()}; -9 is out of memory)"
+            )
         if "error" in reply:
             self.errors[case] = reply["error"]
         return reply
@@ -107,6 +119,10 @@ class Worker:
         """Builds and warms up `case`; a failure is kept and reported, not raised."""
         if self._ask("prepare", case).get("single"):
             self.single_run.add(case)
+
+    def drop(self, case: str) -> None:
+        """Frees `case`'s model in the worker."""
+        self._ask("drop", case)
 
     def skip(self, case: str, reason: str) -> None:
         """Leaves `case` out of the timing; the table shows `reason`."""
@@ -122,7 +138,8 @@ class Worker:
 
 
 def alternate(pairs: list[tuple[Worker, str]], runs: int) -> list[float | None]:
-    """Median seconds per (worker, case), timing the pairs in turn `runs` times.
+    """Median seconds per (worker, case), timing the pairs in turn `runs` times, then
+    freeing their models.
 
     Returns:
         One median per pair, in order; None where the case failed.
@@ -135,6 +152,8 @@ def alternate(pairs: list[tuple[Worker, str]], runs: int) -> list[float | None]:
             seconds = worker.time(case)
             if seconds is not None:
                 times[index].append(seconds)
+    for worker, case in pairs:
+        worker.drop(case)
     return [statistics.median(values) if values else None for values in times]
 
 
@@ -143,8 +162,11 @@ def error_cell(worker: Worker, case: str) -> str:
     return worker.errors.get(case, "failed: no timing")[:90]
 
 
-def start_peer_workers(script: str, backends: list[str], forwarded: list[str]) -> dict[str, Worker]:
-    """Workers of keras_vit per backend, transformers, and keras-hub per backend if installed.
+def start_peer_workers(
+    script: str, backends: list[str], forwarded: list[str], keras_hub: bool = True
+) -> dict[str, Worker]:
+    """Workers of keras_vit per backend, transformers, and (if `keras_hub` and it is
+    installed) keras-hub per backend.
 
     Each runs `script --worker LIBRARY *forwarded`.
     """
@@ -157,7 +179,7 @@ def start_peer_workers(script: str, backends: list[str], forwarded: list[str]) -
         for backend in backends
     }
     workers["transformers"] = start("transformers", "transformers")
-    if importlib.util.find_spec("keras_hub"):
+    if keras_hub and importlib.util.find_spec("keras_hub"):
         for backend in backends:
             workers[f"keras-hub {backend}"] = start(f"keras-hub {backend}", "keras_hub", backend)
     for worker in workers.values():  # they start concurrently
