@@ -107,7 +107,7 @@ def rows_for(variant: str, batch: int, workers: dict[str, Worker]) -> list[Row]:
 BENCHMARK = Benchmark(
     script=__file__,
     full=dict(image_size=224, workloads="ViTB16:1,ViTB16:8,ViTTi16:32", matmul=workloads.MATMUL),
-    smoke=dict(image_size=32, workloads="ViTTi16/2:2", matmul=workloads.SMOKE_MATMUL),
+    smoke=workloads.SMOKE,
     build_step=build_step,
     rows_for=rows_for,
     image_gflop=workloads.vit_forward_gflops,

@@ -125,7 +125,7 @@ def training_gflops(variant: str, image_size: int) -> float:
 BENCHMARK = Benchmark(
     script=__file__,
     full=dict(image_size=224, workloads="ViTB16:8", matmul=workloads.MATMUL),
-    smoke=dict(image_size=32, workloads="ViTTi16/2:2", matmul=workloads.SMOKE_MATMUL),
+    smoke=workloads.SMOKE,
     build_step=build_step,
     rows_for=rows_for,
     image_gflop=training_gflops,

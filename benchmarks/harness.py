@@ -137,6 +137,12 @@ class Worker:
         self.process.wait()
 
 
+# Pause before each timed step, so that the previous worker's idle threads (OpenMP
+# and Eigen spin-wait for a while after their last task) have stopped competing for
+# the cores.
+SETTLE_SECONDS = 0.5
+
+
 def alternate(pairs: list[tuple[Worker, str]], runs: int) -> list[float | None]:
     """Median seconds per (worker, case), timing the pairs in turn `runs` times, then
     freeing their models.
@@ -149,6 +155,7 @@ def alternate(pairs: list[tuple[Worker, str]], runs: int) -> list[float | None]:
     times: list[list[float]] = [[] for _ in pairs]
     for _ in range(runs):
         for index, (worker, case) in enumerate(pairs):
+            time.sleep(SETTLE_SECONDS)
             seconds = worker.time(case)
             if seconds is not None:
                 times[index].append(seconds)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 # A ViT-B MLP matmul (8 images x 197 tokens by 768 -> 3072): the roofline's rate.
 MATMUL = (1576, 768, 3072)
-SMOKE_MATMUL = (64, 64, 64)
+# `--smoke` runs: a 2-layer ViT-Ti/16 on 32x32 images, batch 2, and a tiny matmul.
+SMOKE = dict(image_size=32, workloads="ViTTi16/2:2", matmul=(64, 64, 64))
 
 
 def split_variant(variant: str) -> tuple[str, dict]:

@@ -32,10 +32,12 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     """Multi-head self-attention over a token sequence.
 
     On torch, normal calls use `keras.ops.dot_product_attention` (PyTorch's
-    fused SDPA kernel). On JAX and TensorFlow, and whenever the attention
-    probabilities are requested or attention dropout is active, it computes
-    `softmax(q k^T / sqrt(d)) v` as two batched matmuls, with the softmax in
-    float32. Both paths give the same numbers (tested to 1e-5 in float32).
+    fused SDPA kernel). On JAX and TensorFlow they compute
+    `softmax(q k^T / sqrt(d)) v` as two batched matmuls, dividing by the
+    softmax sums after the second one. When the attention probabilities are
+    requested, or attention dropout is active, the probabilities are formed
+    explicitly. Exponents and sums are taken in float32, and all three paths
+    give the same numbers (tested to 1e-5 in float32).
 
     Args:
         hidden_size: token width D.

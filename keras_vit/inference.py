@@ -26,7 +26,7 @@ def compile_for_inference(
     inference: train the original.
 
     On a CPU without native bfloat16 (no AVX-512), PyTorch emulates bfloat16
-    matmuls about 100x slower than float32; on torch this warns, and
+    matmuls over 100x slower than float32; on torch this warns, and
     `"float32"` is the fast choice there.
 
     Args:
@@ -53,7 +53,7 @@ def compile_for_inference(
         raise TypeError(f"compile_for_inference takes a keras_vit.ViT, got {type(model).__name__}.")
     if precision != "float32" and not native_bfloat16():
         warnings.warn(
-            "PyTorch emulates bfloat16 matmuls on this CPU (it lacks AVX-512), about 100x "
+            "PyTorch emulates bfloat16 matmuls on this CPU (it lacks AVX-512), over 100x "
             "slower than float32. Use precision='float32' here.",
             stacklevel=2,
         )
@@ -77,7 +77,7 @@ def native_bfloat16() -> bool:
 
     XLA (JAX, TensorFlow) computes bfloat16 products in float32 registers at
     about float32 speed on any CPU. PyTorch's oneDNN needs AVX-512 (or AMX);
-    without it, it falls back to a reference kernel about 100x slower.
+    without it, it falls back to a reference kernel over 100x slower.
 
     Returns:
         False only on torch with a CPU that oneDNN cannot run bfloat16 on.
