@@ -6,6 +6,7 @@ import keras
 
 from keras_vit.activations import get_activation
 from keras_vit.attention import MultiHeadSelfAttention
+from keras_vit.gradient_fence import fence_gradient
 from keras_vit.initializers import truncated_normal
 from keras_vit.linear import Linear
 
@@ -102,6 +103,7 @@ class EncoderBlock(keras.layers.Layer):
         return self.drop_path(self.dropout(branch, training=training), training=training)
 
     def call(self, x, return_attention_scores: bool = False, training=None):
+        x = fence_gradient(x)
         attended = self.attention(
             self.layernorm_before(x),
             return_attention_scores=return_attention_scores,
@@ -109,7 +111,7 @@ class EncoderBlock(keras.layers.Layer):
         )
         if return_attention_scores:
             attended, probs = attended
-        x = x + self._residual(attended, training)
+        x = fence_gradient(x + self._residual(attended, training))
         hidden = self.mlp_fc2(self.activation(self.mlp_fc1(self.layernorm_after(x))))
         x = x + self._residual(hidden, training)
         return (x, probs) if return_attention_scores else x
