@@ -8,6 +8,7 @@ from keras import ops
 
 from keras_vit.config import as_pair
 from keras_vit.initializers import truncated_normal
+from keras_vit.patch_projection import PatchProjection
 from keras_vit.resample import resample_position_embeddings
 
 
@@ -88,12 +89,9 @@ class ViTEmbeddings(keras.layers.Layer):
         self.dropout_rate = dropout_rate
         self.initializer_range = initializer_range
         initializer = truncated_normal(initializer_range)
-        self.patch_projection = keras.layers.Conv2D(
+        self.patch_projection = PatchProjection(
             hidden_size,
-            kernel_size=self.patch_size,
-            strides=self.patch_size,
-            padding="valid",
-            data_format="channels_last",
+            self.patch_size,
             kernel_initializer=initializer,
             dtype=self.dtype_policy,
             name="patch_projection",

@@ -10,6 +10,7 @@ import keras_vit
 from keras_vit import ViT, compile_for_inference, native_bfloat16
 from keras_vit import attention as attention_module
 from keras_vit.linear import Linear
+from keras_vit.patch_projection import PatchProjection
 from tests.conftest import tiny_config, to_numpy
 
 BF16_TOLERANCE = 2e-2
@@ -39,23 +40,43 @@ def test_every_attention_path_agrees(rng, monkeypatch, dtype):
             np.testing.assert_allclose(result, reference, atol=BF16_TOLERANCE, rtol=BF16_TOLERANCE)
 
 
+# Each fast layer, the Keras layer it must equal, and an input shape. The patch input
+# (10 x 9) does not divide into (4, 2) patches: the remainder is dropped, as by Conv2D.
+FAST_LAYERS = {
+    "linear": (
+        lambda policy: Linear(4, dtype=policy),
+        lambda policy: keras.layers.Dense(4, dtype=policy),
+        (2, 5, 6),
+    ),
+    "patch_projection": (
+        lambda policy: PatchProjection(4, (4, 2), dtype=policy),
+        lambda policy: keras.layers.Conv2D(4, (4, 2), strides=(4, 2), dtype=policy),
+        (2, 10, 9, 3),
+    ),
+}
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
-def test_linear_is_dense(rng, policy):
-    x = rng.standard_normal((2, 5, 6)).astype("float32")
-    linear = Linear(4, dtype=policy)
-    dense = keras.layers.Dense(4, dtype=policy)
-    linear.build(x.shape)
-    dense.build(x.shape)
-    dense.set_weights([rng.standard_normal(w.shape).astype("float32") for w in dense.weights])
-    linear.set_weights(dense.get_weights())
-    tolerance = 1e-5 if policy == "float32" else BF16_TOLERANCE
-    expected = to_numpy(keras.ops.cast(dense(x), "float32"))
-    np.testing.assert_allclose(
-        to_numpy(keras.ops.cast(linear(x), "float32")), expected, atol=tolerance, rtol=tolerance
+@pytest.mark.parametrize("layers", FAST_LAYERS.values(), ids=FAST_LAYERS)
+def test_fast_layer_equals_its_keras_layer(rng, policy, layers):
+    make_fast, make_keras, shape = layers
+    x = rng.standard_normal(shape).astype("float32")
+    fast, reference = make_fast(policy), make_keras(policy)
+    fast.build(x.shape)
+    reference.build(x.shape)
+    reference.set_weights(
+        [rng.standard_normal(w.shape).astype("float32") for w in reference.weights]
     )
-    assert [w.path for w in linear.weights] == [
-        w.path.replace(dense.name, linear.name) for w in dense.weights
+    fast.set_weights(reference.get_weights())
+    tolerance = 1e-5 if policy == "float32" else BF16_TOLERANCE
+    expected = to_numpy(keras.ops.cast(reference(x), "float32"))
+    np.testing.assert_allclose(
+        to_numpy(keras.ops.cast(fast(x), "float32")), expected, atol=tolerance, rtol=tolerance
+    )
+    assert [w.path for w in fast.weights] == [
+        w.path.replace(reference.name, fast.name) for w in reference.weights
     ]
+    assert type(fast).from_config(fast.get_config()).get_config() == fast.get_config()
 
 
 def test_linear_keeps_lora(rng):
