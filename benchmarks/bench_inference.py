@@ -54,10 +54,10 @@ def keras_vit_step(variant: str, batch: int, precision: str, image_size: int):
 
 def keras_hub_step(variant: str, batch: int, precision: str, image_size: int):
     """A predict step of keras-hub's `ViTBackbone`, compiled with keras_vit's XLA choice."""
-    import keras
+    from keras_vit.inference import default_jit_compile
 
     model = workloads.keras_hub_backbone(variant, image_size, precision)
-    model.compile(jit_compile=keras.backend.backend() != "torch")
+    model.compile(jit_compile=default_jit_compile())
     images = workloads.random_images(batch, image_size)
     return lambda: model.predict_on_batch(images)
 

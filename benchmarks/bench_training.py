@@ -48,10 +48,12 @@ def keras_train_step(model, batch: int, image_size: int):
     """Compiles a Keras classifier (logits out) with AdamW; returns a `train_on_batch` step."""
     import keras
 
+    from keras_vit.inference import default_jit_compile
+
     model.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=1e-4),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        jit_compile=keras.backend.backend() != "torch",
+        jit_compile=default_jit_compile(),
     )
     images, labels = workloads.random_images(batch, image_size), random_labels(batch)
     return lambda: model.train_on_batch(images, labels)

@@ -105,11 +105,26 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         if return_attention_scores or (training and self.dropout_rate > 0):
             context, probs = self._explicit_attention(query, key, value, training)
         elif fused_attention_is_faster():
-            context = ops.dot_product_attention(query, key, value, scale=self.head_size**-0.5)
+            context = self._fused_attention(query, key, value)
         else:
             context = self._matmul_attention(query, key, value)
         output = self.output_dense(ops.reshape(context, (-1, num_tokens, self.hidden_size)))
         return (output, probs) if return_attention_scores else output
+
+    def _fused_attention(self, query, key, value):
+        """The backend's fused attention kernel. Takes and returns (B, N, heads, d) tensors.
+
+        On torch, PyTorch's SDPA reads the (B, heads, N, d) views of q, k and v
+        in place; `ops.dot_product_attention` would first copy each into a
+        contiguous tensor.
+        """
+        scale = self.head_size**-0.5
+        if keras.backend.backend() != "torch":
+            return ops.dot_product_attention(query, key, value, scale=scale)
+        from torch.nn.functional import scaled_dot_product_attention
+
+        heads_first = (tensor.transpose(1, 2) for tensor in (query, key, value))
+        return scaled_dot_product_attention(*heads_first, scale=scale).transpose(1, 2)
 
     def _matmul_attention(self, query, key, value):
         """`softmax(q k^T / sqrt(d)) v` with the normalisation after the second matmul.

@@ -34,10 +34,8 @@ def compile_for_inference(
         precision: `"float32"` (exact, and the fastest on CPUs without
             native bfloat16), `"bfloat16"` or `"mixed_bfloat16"` (float32
             weights cast on every call, as in training).
-        jit_compile: passed to `compile`. `"auto"` uses XLA on JAX and
-            TensorFlow, where it is 10-20% faster even on a CPU (Keras' own
-            `"auto"` turns XLA off for TensorFlow on a CPU), and eager
-            PyTorch on torch, where `torch.compile` takes minutes.
+        jit_compile: passed to `compile`. `"auto"` is `default_jit_compile()`:
+            XLA on JAX and TensorFlow, eager PyTorch on torch.
 
     Returns:
         A new, compiled `ViT` with the same config and weights.
@@ -66,10 +64,24 @@ def compile_for_inference(
         )
     for target, source in zip(fast.weights, model.weights, strict=True):
         target.assign(keras.ops.cast(source.value, target.dtype))
-    if jit_compile == "auto":
-        jit_compile = keras.backend.backend() != "torch"
-    fast.compile(jit_compile=jit_compile)
+    fast.compile(jit_compile=default_jit_compile() if jit_compile == "auto" else jit_compile)
     return fast
+
+
+def default_jit_compile() -> bool:
+    """keras_vit's XLA choice for a forward pass: on for JAX and TensorFlow, off for torch.
+
+    XLA is 10-20% faster on JAX and TensorFlow even on a CPU, where Keras' own
+    `"auto"` leaves it off for TensorFlow; `torch.compile` takes minutes and
+    gains nothing over eager oneDNN (`benchmarks/NOTES.md`).
+
+    Returns:
+        The `jit_compile` value that `compile_for_inference` uses by default.
+
+    Example:
+        >>> model.compile(jit_compile=default_jit_compile())
+    """
+    return keras.backend.backend() != "torch"
 
 
 def native_bfloat16() -> bool:

@@ -28,11 +28,28 @@ class Linear(keras.layers.Dense):
     """
 
     def call(self, inputs, training=None):
-        if keras.backend.backend() != "torch" or self.bias is None or self.quantization_mode:
+        if not fuses_bias_on_torch(self):
             return super().call(inputs, training=training)
-        import torch
-
-        kernel = ops.convert_to_tensor(self.kernel)
         rows = inputs.reshape(-1, inputs.shape[-1])
-        outputs = torch.addmm(ops.convert_to_tensor(self.bias), rows, kernel)
+        outputs = matmul_plus_bias(rows, self.kernel, self.bias)
         return self.activation(outputs.view(*inputs.shape[:-1], self.units))
+
+
+def fuses_bias_on_torch(layer: keras.layers.Layer) -> bool:
+    """Whether `layer` (a Dense or a convolution) takes the one-`addmm` torch path.
+
+    That is: the backend is torch, the layer has a bias, and it is not
+    quantized (quantized layers keep Keras' own kernels).
+    """
+    return (
+        keras.backend.backend() == "torch"
+        and layer.bias is not None
+        and not layer.quantization_mode
+    )
+
+
+def matmul_plus_bias(rows, kernel, bias):
+    """`rows @ kernel + bias` as one `torch.addmm` (torch tensors or Keras variables)."""
+    import torch
+
+    return torch.addmm(ops.convert_to_tensor(bias), rows, ops.convert_to_tensor(kernel))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_vit.linear import fuses_bias_on_torch, matmul_plus_bias
+
 
 @keras.saving.register_keras_serializable(package="keras_vit")
 class PatchProjection(keras.layers.Conv2D):
@@ -41,10 +43,8 @@ class PatchProjection(keras.layers.Conv2D):
         return config
 
     def call(self, inputs):
-        if keras.backend.backend() != "torch" or not self.use_bias or self.quantization_mode:
+        if not fuses_bias_on_torch(self):
             return super().call(inputs)
-        import torch
-
         (patch_height, patch_width), channels = self.kernel_size, inputs.shape[-1]
         rows, columns = inputs.shape[1] // patch_height, inputs.shape[2] // patch_width
         patches = inputs[:, : rows * patch_height, : columns * patch_width]
@@ -52,6 +52,6 @@ class PatchProjection(keras.layers.Conv2D):
         patches = patches.permute(0, 1, 3, 2, 4, 5).reshape(
             -1, patch_height * patch_width * channels
         )
-        kernel = ops.convert_to_tensor(self.kernel).reshape(-1, self.filters)
-        outputs = torch.addmm(ops.convert_to_tensor(self.bias), patches, kernel)
+        kernel = ops.reshape(self.kernel, (-1, self.filters))
+        outputs = matmul_plus_bias(patches, kernel, self.bias)
         return self.activation(outputs.view(-1, rows, columns, self.filters))

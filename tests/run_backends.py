@@ -1,10 +1,14 @@
 """Runs the test suite once per Keras backend and reports each result.
 
 Usage:
-    python tests/run_backends.py [--backends jax,tensorflow,torch] [PYTEST ARGS...]
+    python tests/run_backends.py [--backends jax,tensorflow,torch] [--jobs 2] [PYTEST ARGS...]
 
-Each backend runs in its own pytest process with KERAS_BACKEND set. The exit
-code is non-zero if any backend fails or collects no tests.
+Each backend runs in its own pytest process with KERAS_BACKEND set, `--jobs` of
+them at a time. The suite is mostly single-threaded Python and compilation, so
+two passes share two cores well; each pass then gets its share of the cores'
+threads (`OMP_NUM_THREADS`), so that their thread pools do not spin against
+each other. A pass's output is printed whole when it ends. The exit code is
+non-zero if any backend fails or collects no tests.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,42 +28,73 @@ COUNT = re.compile(r"(\d+) (passed|failed|errors?|skipped)")
 SUMMARY = re.compile(r"^=*\s*\d+ (passed|failed|errors?|skipped|deselected).* in [\d.]+s")
 
 
-def run_backend(backend: str, pytest_args: list[str]) -> tuple[dict[str, int], int, float]:
-    """Runs pytest under one backend, echoing its output.
+class BackendPass:
+    """One pytest process under one backend, its output going to a temporary file."""
+
+    def __init__(self, backend: str, pytest_args: list[str], threads: int):
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": backend,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "OMP_NUM_THREADS": str(threads),
+        }
+        self.backend = backend
+        self.log = tempfile.TemporaryFile("w+")
+        self.start = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *pytest_args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        print(f"started KERAS_BACKEND={backend}", flush=True)
+
+    def finish(self) -> tuple[dict[str, int], int, float]:
+        """Prints the pass's output; returns its summary counts, exit code and wall time."""
+        seconds = time.perf_counter() - self.start
+        self.log.seek(0)
+        output = self.log.read()
+        self.log.close()
+        print(f"\n######## KERAS_BACKEND={self.backend} ({seconds:.0f} s) ########")
+        print(output, flush=True)
+        summary = next((line for line in output.splitlines() if SUMMARY.match(line)), "")
+        counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
+        for number, kind in COUNT.findall(summary):
+            counts["errors" if kind.startswith("error") else kind] += int(number)
+        return counts, self.process.returncode, seconds
+
+
+def run_passes(
+    backends: list[str], pytest_args: list[str], jobs: int
+) -> dict[str, tuple[dict[str, int], int, float]]:
+    """Runs one pass per backend, `jobs` at a time, in the order given.
 
     Returns:
-        The counts of the final summary line, pytest's exit code and the wall time.
+        {backend: (summary counts, pytest's exit code, wall seconds)}.
     """
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *pytest_args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    summary = ""
-    for line in process.stdout:
-        sys.stdout.write(line)
-        if SUMMARY.match(line):
-            summary = line
-    code = process.wait()
-    counts = {"passed": 0, "failed": 0, "errors": 0, "skipped": 0}
-    for number, kind in COUNT.findall(summary):
-        counts["errors" if kind.startswith("error") else kind] += int(number)
-    return counts, code, time.perf_counter() - start
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    waiting, running, results = list(backends), [], {}
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            running.append(BackendPass(waiting.pop(0), pytest_args, threads))
+        time.sleep(1)
+        for backend_pass in [p for p in running if p.process.poll() is not None]:
+            running.remove(backend_pass)
+            results[backend_pass.backend] = backend_pass.finish()
+    return {backend: results[backend] for backend in backends}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", default=",".join(BACKENDS))
+    parser.add_argument("--jobs", type=int, default=2, help="backends run at a time")
     args, pytest_args = parser.parse_known_args(argv)
-    results = {}
-    for backend in args.backends.split(","):
-        print(f"\n######## KERAS_BACKEND={backend} ########", flush=True)
-        results[backend] = run_backend(backend, pytest_args)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    start = time.perf_counter()
+    results = run_passes(args.backends.split(","), pytest_args, args.jobs)
 
     print("\n| backend | passed | failed | errors | skipped | time (s) | result |")
     print("|---|---|---|---|---|---|---|")
@@ -73,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     passed = sum(c["passed"] for c, _, _ in results.values())
     failed = sum(c["failed"] + c["errors"] for c, _, _ in results.values())
     skipped = sum(c["skipped"] for c, _, _ in results.values())
-    print(f"\ntotal: {passed} passed, {failed} failed, {skipped} skipped")
+    wall = time.perf_counter() - start
+    print(f"\ntotal: {passed} passed, {failed} failed, {skipped} skipped in {wall:.0f} s")
     return 0 if ok else 1
 
 

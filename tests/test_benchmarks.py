@@ -9,7 +9,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from tests.test_distribution import JAX_CACHE
+from tests.test_distribution import JAX_CACHE, in_the_jax_pass_only
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,8 +67,8 @@ def test_input_benchmark_runs_end_to_end():
     assert train > 0 and loader > 0
 
 
+@in_the_jax_pass_only
 def test_distribution_benchmark_runs_end_to_end():
-    # JAX workers, whatever this suite's backend.
     output = run_smoke(
         "bench_distribution.py", per_backend=False, JAX_COMPILATION_CACHE_DIR=str(JAX_CACHE)
     )

@@ -2,7 +2,8 @@
 
 The sharding itself needs several JAX devices, and JAX fixes its device count
 when it starts: `test_on_8_virtual_jax_devices` runs `tests/multi_device_jax.py`
-in a JAX pytest process with 8 virtual CPU devices, whatever this suite's backend.
+in a JAX pytest process with 8 virtual CPU devices. It runs JAX whatever this
+suite's backend, so it runs in the jax pass only (`in_the_jax_pass_only`).
 """
 
 import os
@@ -23,8 +24,14 @@ from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
 # JAX child processes keep compiled XLA programs here (git ignores it), so that
-# the suite's runs for the other backends, and later runs, compile nothing again.
+# later runs compile nothing again.
 JAX_CACHE = ROOT / ".pytest_cache" / "jax_compilation"
+# For tests that start JAX child processes whatever the suite's backend: under
+# tensorflow and torch they would repeat the jax pass's work exactly.
+in_the_jax_pass_only = pytest.mark.skipif(
+    keras.backend.backend() != "jax",
+    reason="starts JAX processes whatever the backend; runs in the KERAS_BACKEND=jax pass",
+)
 CONFIG = tiny_config(num_attention_heads=4, classes=3, classifier_activation=None)
 # The Megatron layout within a block, written out independently of keras_vit's regexes.
 COLUMN, ROW, SPLIT_BIAS = (None, "model"), ("model", None), ("model",)
@@ -49,6 +56,7 @@ def expected_axes(path: str, ndim: int) -> tuple:
     return BLOCK_LAYOUT.get(within_block, replicated) if within_block != path else replicated
 
 
+@in_the_jax_pass_only
 def test_on_8_virtual_jax_devices():
     checks = ROOT / "tests" / "multi_device_jax.py"
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
