@@ -40,6 +40,18 @@ def fuses_bias_on_torch(layer: keras.layers.Layer) -> bool:
 
     That is: the backend is torch, the layer has a bias, and it is not
     quantized (quantized layers keep Keras' own kernels).
+
+    Args:
+        layer: a built `keras.layers.Dense` or convolution.
+
+    Returns:
+        True when its `call` may use `matmul_plus_bias`.
+
+    Example:
+        >>> layer = Linear(4)
+        >>> layer.build((None, 3))
+        >>> fuses_bias_on_torch(layer)  # under KERAS_BACKEND=torch
+        True
     """
     return (
         keras.backend.backend() == "torch"
@@ -49,7 +61,19 @@ def fuses_bias_on_torch(layer: keras.layers.Layer) -> bool:
 
 
 def matmul_plus_bias(rows, kernel, bias):
-    """`rows @ kernel + bias` as one `torch.addmm` (torch tensors or Keras variables)."""
+    """`rows @ kernel + bias` as one `torch.addmm`; torch backend only.
+
+    Args:
+        rows: a (M, K) torch tensor.
+        kernel: a (K, N) torch tensor or Keras variable.
+        bias: a (N,) torch tensor or Keras variable.
+
+    Returns:
+        The (M, N) torch tensor.
+
+    Example:
+        >>> matmul_plus_bias(torch.ones(2, 3), layer.kernel, layer.bias)
+    """
     import torch
 
     return torch.addmm(ops.convert_to_tensor(bias), rows, ops.convert_to_tensor(kernel))
