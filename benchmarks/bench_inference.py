@@ -63,7 +63,11 @@ def keras_hub_step(variant: str, batch: int, precision: str, image_size: int):
 
 
 def transformers_step(variant: str, batch: int, precision: str, image_size: int, attention: str):
-    """A forward step of transformers' `ViTModel` with bf16 or float32 weights."""
+    """A forward step of transformers' `ViTModel` with bf16 or float32 weights.
+
+    Like every other step it starts from the channels-last float32 numpy batch,
+    so the move to an NCHW torch tensor of the weights' dtype is timed too.
+    """
     import torch
     import transformers
 
@@ -71,10 +75,10 @@ def transformers_step(variant: str, batch: int, precision: str, image_size: int,
     config = workloads.transformers_config(variant, image_size, attention)
     model = transformers.ViTModel(config, add_pooling_layer=False).eval().to(dtype)
     images = workloads.random_images(batch, image_size)
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).to(dtype)
 
     def step():
         with torch.inference_mode():
+            pixels = torch.from_numpy(images).permute(0, 3, 1, 2).to(dtype)
             return model(pixel_values=pixels)
 
     return step

@@ -87,14 +87,14 @@ def transformers_step(variant: str, batch: int, precision: str, image_size: int)
     model = transformers.ViTForImageClassification(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     images = workloads.random_images(batch, image_size)
-    pixels = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    labels = torch.from_numpy(random_labels(batch))
+    labels = random_labels(batch)
     mixed = precision == "mixed_bfloat16"
 
-    def step():
+    def step():  # from the numpy batch, as the Keras steps are
+        pixels = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=mixed):
-            loss = model(pixel_values=pixels, labels=labels).loss
+            loss = model(pixel_values=pixels, labels=torch.from_numpy(labels)).loss
         loss.backward()
         optimizer.step()
 

@@ -8,7 +8,9 @@ from keras_vit.activations import get_activation
 from keras_vit.attention import MultiHeadSelfAttention
 from keras_vit.gradient_fence import fence_gradient
 from keras_vit.initializers import truncated_normal
+from keras_vit.layer_norm import LayerNorm
 from keras_vit.linear import Linear
+from keras_vit.sublayer_call import call_sublayer
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -65,7 +67,7 @@ class EncoderBlock(keras.layers.Layer):
         self.activation = get_activation(hidden_act)
         policy = self.dtype_policy
         initializer = truncated_normal(initializer_range)
-        self.layernorm_before = keras.layers.LayerNormalization(
+        self.layernorm_before = LayerNorm(
             epsilon=layer_norm_eps, dtype=policy, name="layernorm_before"
         )
         self.attention = MultiHeadSelfAttention(
@@ -77,7 +79,7 @@ class EncoderBlock(keras.layers.Layer):
             dtype=policy,
             name="attention",
         )
-        self.layernorm_after = keras.layers.LayerNormalization(
+        self.layernorm_after = LayerNorm(
             epsilon=layer_norm_eps, dtype=policy, name="layernorm_after"
         )
         self.mlp_fc1 = Linear(
@@ -106,15 +108,19 @@ class EncoderBlock(keras.layers.Layer):
 
     def call(self, x, return_attention_scores: bool = False, training=None):
         x = fence_gradient(x)
-        attended = self.attention(
-            self.layernorm_before(x),
+        attended = call_sublayer(
+            self.attention,
+            call_sublayer(self.layernorm_before, x, training),
+            training,
             return_attention_scores=return_attention_scores,
-            training=training,
         )
         if return_attention_scores:
             attended, probs = attended
         x = fence_gradient(x + self._residual(attended, training))
-        hidden = self.mlp_fc2(self.activation(self.mlp_fc1(self.layernorm_after(x))))
+        hidden = call_sublayer(
+            self.mlp_fc1, call_sublayer(self.layernorm_after, x, training), training
+        )
+        hidden = call_sublayer(self.mlp_fc2, self.activation(hidden), training)
         x = x + self._residual(hidden, training)
         return (x, probs) if return_attention_scores else x
 
@@ -193,11 +199,12 @@ class Encoder(keras.layers.Layer):
         """
         hidden_states, attentions = [x], []
         for block in self.blocks:
-            x = block(x, return_attention_scores=output_attentions, training=training)
+            x = call_sublayer(block, x, training, return_attention_scores=output_attentions)
             if output_attentions:
                 x, probs = x
                 attentions.append(probs)
-            hidden_states.append(x)
+            if output_hidden_states:  # kept alive only when asked for: memory is reused
+                hidden_states.append(x)
         if not (output_hidden_states or output_attentions):
             return x
         return {

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import keras
-from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -76,4 +75,23 @@ def matmul_plus_bias(rows, kernel, bias):
     """
     import torch
 
-    return torch.addmm(ops.convert_to_tensor(bias), rows, ops.convert_to_tensor(kernel))
+    return torch.addmm(backend_value(bias), rows, backend_value(kernel))
+
+
+def backend_value(tensor_or_variable):
+    """The backend tensor of a Keras variable (autocast where a scope says so), or the
+    tensor itself: `ops.convert_to_tensor` without its search for symbolic inputs.
+
+    Args:
+        tensor_or_variable: a `keras.Variable` or a backend tensor.
+
+    Returns:
+        A backend tensor.
+
+    Example:
+        >>> backend_value(layer.kernel).shape
+        (3, 4)
+    """
+    if isinstance(tensor_or_variable, keras.Variable):
+        return tensor_or_variable.value
+    return tensor_or_variable

@@ -14,6 +14,7 @@ from keras_vit.config import ViTConfig
 from keras_vit.embeddings import ViTEmbeddings
 from keras_vit.encoder import Encoder
 from keras_vit.initializers import truncated_normal
+from keras_vit.layer_norm import LayerNorm
 from keras_vit.pooling import TokenPooling
 from keras_vit.preprocessing import ImageProcessor
 
@@ -92,9 +93,7 @@ class ViT(keras.Model):
             dtype=dtype,
             name="encoder",
         )
-        layernorm = keras.layers.LayerNormalization(
-            epsilon=config.layer_norm_eps, dtype=dtype, name="layernorm"
-        )
+        layernorm = LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, name="layernorm")
         pooling = (
             TokenPooling(config.pooling, dtype=dtype, name="pooling") if config.pooling else None
         )
@@ -202,6 +201,23 @@ class ViT(keras.Model):
         if hasattr(x, "shape"):
             self.check_images(x.shape)
         return super().predict(x, *args, **kwargs)
+
+    def predict_step(self, *args):
+        # On torch, two savings for every predict batch (`benchmarks/NOTES.md`):
+        # Keras' `convert_to_tensor` copies a numpy batch before casting it, while
+        # `torch.from_numpy` shares its memory; and Keras predicts under `no_grad`,
+        # while `inference_mode` also skips autograd's version and view bookkeeping.
+        if keras.backend.backend() != "torch":
+            return super().predict_step(*args)  # JAX passes (state, data)
+        import torch
+
+        def shared(array):
+            if isinstance(array, np.ndarray) and array.dtype.kind == "f" and array.flags.writeable:
+                return torch.from_numpy(array)
+            return array
+
+        with torch.inference_mode():
+            return super().predict_step(keras.tree.map_structure(shared, args[0]))
 
     def encode(
         self,

@@ -34,6 +34,29 @@ def to_numpy(x) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(x))
 
 
+def gradients(loss_of_weights, weights):
+    """The gradients of a scalar loss with respect to a list of backend variables, per backend."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        def loss(values):
+            with keras.StatelessScope(state_mapping=list(zip(weights, values, strict=True))):
+                return loss_of_weights()
+
+        return [to_numpy(g) for g in jax.grad(loss)([w.value for w in weights])]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = loss_of_weights()
+        return [to_numpy(g) for g in tape.gradient(loss, [w.value for w in weights])]
+    for weight in weights:
+        weight.value.grad = None
+    loss_of_weights().backward()
+    return [to_numpy(w.value.grad) for w in weights]
+
+
 def pytest_report_header(config):
     return f"keras {keras.__version__}, backend: {keras.backend.backend()}"
 

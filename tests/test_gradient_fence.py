@@ -6,30 +6,7 @@ import numpy as np
 import keras_vit.encoder
 from keras_vit import ViT
 from keras_vit.gradient_fence import fence_gradient
-from tests.conftest import tiny_config, to_numpy
-
-
-def gradients(loss_of_weights, weights):
-    """The gradients of a scalar loss with respect to a list of backend variables, per backend."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        def loss(values):
-            with keras.StatelessScope(state_mapping=list(zip(weights, values, strict=True))):
-                return loss_of_weights()
-
-        return [to_numpy(g) for g in jax.grad(loss)([w.value for w in weights])]
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        with tf.GradientTape() as tape:
-            loss = loss_of_weights()
-        return [to_numpy(g) for g in tape.gradient(loss, [w.value for w in weights])]
-    for weight in weights:
-        weight.value.grad = None
-    loss_of_weights().backward()
-    return [to_numpy(w.value.grad) for w in weights]
+from tests.conftest import gradients, tiny_config, to_numpy
 
 
 def test_fence_is_the_identity_in_value_and_gradient(rng):

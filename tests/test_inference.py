@@ -9,9 +9,11 @@ import pytest
 import keras_vit
 from keras_vit import ViT, compile_for_inference, native_bfloat16
 from keras_vit import attention as attention_module
-from keras_vit.linear import Linear
+from keras_vit.activations import get_activation
+from keras_vit.layer_norm import LayerNorm
+from keras_vit.linear import Linear, backend_value
 from keras_vit.patch_projection import PatchProjection
-from tests.conftest import tiny_config, to_numpy
+from tests.conftest import gradients, tiny_config, to_numpy
 
 BF16_TOLERANCE = 2e-2
 
@@ -40,6 +42,47 @@ def test_every_attention_path_agrees(rng, monkeypatch, dtype):
             np.testing.assert_allclose(result, reference, atol=BF16_TOLERANCE, rtol=BF16_TOLERANCE)
 
 
+def test_matmul_attention_gradients_equal_the_explicit_softmax(rng):
+    """The matmul path stops the gradient at its max shift; the gradients must not change."""
+    layer = keras_vit.MultiHeadSelfAttention(24, 3)
+    # (B, N, heads, d), scaled so that the max shift is far from zero
+    query, key, value = (
+        keras.Variable(2 * rng.standard_normal((2, 9, 3, 8)).astype("float32")) for _ in range(3)
+    )
+    upstream = keras.ops.convert_to_tensor(rng.standard_normal((2, 9, 3, 8)).astype("float32"))
+
+    def loss(path):
+        return lambda: keras.ops.sum(path(query, key, value) * upstream)
+
+    explicit = gradients(
+        loss(lambda *qkv: layer._explicit_attention(*qkv, training=False)[0]), [query, key, value]
+    )
+    matmul = gradients(loss(layer._matmul_attention), [query, key, value])
+    for got, expected in zip(matmul, explicit, strict=True):
+        assert np.abs(expected).max() > 0.1
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_exact_gelu_equals_transformers_in_value_and_gradient():
+    """The erf form of GELU: transformers' values, and Keras' own exact GELU's gradient."""
+    import torch
+    from transformers.activations import ACT2FN
+
+    x = np.linspace(-12, 12, 481).astype("float32")
+    expected = ACT2FN["gelu"](torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(to_numpy(get_activation("gelu")(x)), expected, atol=1e-6)
+    bf16 = keras.ops.cast(get_activation("gelu")(keras.ops.cast(x, "bfloat16")), "float32")
+    np.testing.assert_allclose(to_numpy(bf16), expected, atol=BF16_TOLERANCE, rtol=BF16_TOLERANCE)
+    inputs = keras.Variable(x)
+
+    def loss(gelu):
+        return lambda: keras.ops.sum(gelu(inputs))
+
+    (got,) = gradients(loss(get_activation("gelu")), [inputs])
+    (plain,) = gradients(loss(lambda t: keras.activations.gelu(t, approximate=False)), [inputs])
+    np.testing.assert_allclose(got, plain, atol=1e-6)
+
+
 # Each fast layer, the Keras layer it must equal, and an input shape. The patch input
 # (10 x 9) does not divide into (4, 2) patches: the remainder is dropped, as by Conv2D.
 FAST_LAYERS = {
@@ -53,10 +96,15 @@ FAST_LAYERS = {
         lambda policy: keras.layers.Conv2D(4, (4, 2), strides=(4, 2), dtype=policy),
         (2, 10, 9, 3),
     ),
+    "layer_norm": (
+        lambda policy: LayerNorm(epsilon=1e-3, dtype=policy),
+        lambda policy: keras.layers.LayerNormalization(epsilon=1e-3, dtype=policy),
+        (2, 5, 6),
+    ),
 }
 
 
-@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16", "bfloat16"])
 @pytest.mark.parametrize("layers", FAST_LAYERS.values(), ids=FAST_LAYERS)
 def test_fast_layer_equals_its_keras_layer(rng, policy, layers):
     make_fast, make_keras, shape = layers
@@ -77,6 +125,21 @@ def test_fast_layer_equals_its_keras_layer(rng, policy, layers):
         w.path.replace(reference.name, fast.name) for w in reference.weights
     ]
     assert type(fast).from_config(fast.get_config()).get_config() == fast.get_config()
+
+
+def test_layer_norm_takes_the_last_axis_only():
+    with pytest.raises(ValueError, match="last axis only"):
+        LayerNorm(axis=1)
+
+
+def test_backend_value_and_reshape_match_keras_ops(rng):
+    variable = keras.Variable(rng.standard_normal((3, 4)).astype("float32"))
+    tensor = backend_value(variable)
+    assert keras.ops.is_tensor(tensor) and not isinstance(tensor, keras.Variable)
+    np.testing.assert_array_equal(to_numpy(tensor), to_numpy(variable))
+    assert backend_value(tensor) is tensor
+    reshaped = attention_module.reshape(tensor, (2, -1, 3))
+    np.testing.assert_array_equal(to_numpy(reshaped), to_numpy(variable).reshape(2, 2, 3))
 
 
 def test_linear_keeps_lora(rng):
@@ -110,6 +173,19 @@ def test_compile_for_inference_matches_the_model(rng, precision):
     tolerance = 1e-5 if precision == "float32" else BF16_TOLERANCE
     np.testing.assert_allclose(result, expected, atol=tolerance, rtol=tolerance)
     assert {w.dtype for w in model.weights} == {"float32"}  # the original is untouched
+
+
+def test_predict_takes_any_float_batch_as_the_model_does(rng):
+    """On torch, predict shares numpy memory and runs under inference_mode: same numbers."""
+    model = ViT(tiny_config(classes=5, classifier_activation=None))
+    images = rng.standard_normal((3, 32, 32, 3))
+    expected = to_numpy(model(images.astype("float32")))
+    read_only = images.astype("float32")
+    read_only.flags.writeable = False
+    for batch in (images.astype("float32"), images, read_only, images[:, ::-1][:, ::-1]):
+        np.testing.assert_allclose(model.predict_on_batch(batch), expected, atol=1e-5)
+    np.testing.assert_allclose(model.predict(images, batch_size=2, verbose=0), expected, atol=1e-5)
+    assert np.isfinite(to_numpy(images)).all()  # the caller's array is untouched
 
 
 def test_compile_for_inference_warns_where_bfloat16_is_emulated():
