@@ -7,6 +7,7 @@ from keras import ops
 
 from keras_vit.initializers import truncated_normal
 from keras_vit.linear import Linear
+from keras_vit.stacked_projections import StackedProjections
 from keras_vit.sublayer_call import call_sublayer
 
 
@@ -112,6 +113,17 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.value = dense("value", qkv_bias)
         self.output_dense = dense("output")
         self.probs_dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.stacked_projections = None
+
+    def stack_projections(self) -> None:
+        """Computes q, k and v as one matmul from now on, outside training, on torch.
+
+        `compile_for_inference` calls this. It keeps a concatenated copy of the
+        three kernels (`StackedProjections`, kept in step with the weights), so
+        it costs memory, and it only applies where the copy gives the same
+        numbers (no LoRA, no quantization, weights in the compute dtype).
+        """
+        self.stacked_projections = StackedProjections([self.query, self.key, self.value])
 
     def build(self, input_shape):
         for layer in (self.query, self.key, self.value, self.output_dense):
@@ -120,12 +132,21 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     def _split_heads(self, x, num_tokens):
         return reshape(x, (-1, num_tokens, self.num_heads, self.head_size))
 
-    def call(self, x, return_attention_scores: bool = False, training=None):
-        num_tokens = x.shape[1]
-        query, key, value = (
+    def _project(self, x, num_tokens, training):
+        """q, k and v, each (B, N, heads, d): one stacked matmul where set up, else three."""
+        stacked = self.stacked_projections
+        if not training and stacked is not None and stacked.applies():
+            rows = stacked(x.reshape(-1, self.hidden_size))
+            shape = (-1, num_tokens, 3, self.num_heads, self.head_size)
+            return rows.view(shape).unbind(2)
+        return tuple(
             self._split_heads(call_sublayer(projection, x, training), num_tokens)
             for projection in (self.query, self.key, self.value)
         )
+
+    def call(self, x, return_attention_scores: bool = False, training=None):
+        num_tokens = x.shape[1]
+        query, key, value = self._project(x, num_tokens, training)
         if return_attention_scores or (training and self.dropout_rate > 0):
             context, probs = self._explicit_attention(query, key, value, training)
         elif fused_attention_is_faster():
