@@ -14,9 +14,10 @@ def _gelu_exact(x):
     """Exact GELU, `x * Phi(x)`, written with `erf` except on torch.
 
     Keras' GELU on JAX and TensorFlow goes through `erfc`, which XLA lowers to a
-    piecewise approximation with selects and an extra exponential; the `erf` form
-    (the one PyTorch computes) made a ViT-B/16 training step on JAX 6% faster
-    (`benchmarks/NOTES.md`). On torch, Keras calls PyTorch's fused GELU kernel.
+    piecewise approximation with selects and an extra exponential. The `erf` form
+    is the one PyTorch computes; on a ViT-B/16 training step on JAX it was 6%
+    faster on an AVX2 CPU and within noise on an AMX one (`benchmarks/NOTES.md`).
+    On torch, Keras calls PyTorch's fused GELU kernel.
     """
     if keras.backend.backend() == "torch":
         return activations.gelu(x, approximate=False)

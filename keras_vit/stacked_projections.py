@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import keras
 
+from keras_vit.linear import backend_value
+
 
 class StackedProjections:
     """Computes several `Linear` layers of one input as a single `torch.addmm`.
@@ -63,8 +65,8 @@ class StackedProjections:
         """
         import torch
 
-        kernels = [layer.kernel.value for layer in self.layers]
-        biases = [layer.bias.value for layer in self.layers]
+        kernels = [backend_value(layer.kernel) for layer in self.layers]
+        biases = [backend_value(layer.bias) for layer in self.layers]
         source_key = tuple((t.data_ptr(), t._version) for t in (*kernels, *biases))
         if source_key != self._source_key:
             # A plain tensor without autograd history, also when built inside `predict`'s
