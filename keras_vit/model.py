@@ -207,7 +207,9 @@ class ViT(keras.Model):
         # Keras' `convert_to_tensor` copies a numpy batch before casting it, while
         # `torch.from_numpy` shares its memory; and Keras predicts under `no_grad`,
         # while `inference_mode` also skips autograd's version and view bookkeeping.
-        if keras.backend.backend() != "torch":
+        # Under `torch.compile` (`jit_compile=True`) Keras traces this method, and
+        # neither belongs in a traced graph.
+        if keras.backend.backend() != "torch" or self.jit_compile:
             return super().predict_step(*args)  # JAX passes (state, data)
         import torch
 

@@ -188,6 +188,16 @@ def test_predict_takes_any_float_batch_as_the_model_does(rng):
     assert np.isfinite(to_numpy(images)).all()  # the caller's array is untouched
 
 
+def test_predict_under_jit_compile_matches_the_model(rng):
+    """`jit_compile=True` is `torch.compile` on torch, which traces `predict_step`."""
+    model = ViT(tiny_config(classes=5, classifier_activation=None))
+    images = rng.standard_normal((2, 32, 32, 3)).astype("float32")
+    expected = to_numpy(model(images))
+    fast = compile_for_inference(model, "float32", jit_compile=True)
+    assert fast.jit_compile
+    np.testing.assert_allclose(fast.predict_on_batch(images), expected, atol=1e-5)
+
+
 def test_compile_for_inference_warns_where_bfloat16_is_emulated():
     model = ViT(tiny_config())
     with warnings.catch_warnings(record=True) as caught:
