@@ -16,7 +16,8 @@ class StackedProjections:
     tensor's version on every in-place write: `assign`, `load_weights`, an
     optimizer step). One (D, 3D) product instead of three (D, D) ones saves
     two bias copies, two kernel launches and their Python: 4% of a bfloat16
-    ViT-B/16 forward at batch 8 on a CPU (`benchmarks/NOTES.md`). The copy
+    ViT-B/16 forward at batch 8 on an AMX CPU, within noise on an AVX-512 one
+    without AMX (`benchmarks/NOTES.md`). The copy
     costs memory: three D x D kernels per block, a quarter of the encoder's
     weights, which is why only `compile_for_inference` turns it on.
 
