@@ -135,6 +135,8 @@ class ViT(keras.Model):
         self.pooling = pooling
         self.pre_logits = pre_logits
         self.head = head
+        # Set by `compile_for_inference` on torch: `predict` then runs this graph.
+        self.inference_graph = None
 
     def check_images(self, shape: tuple) -> None:
         """Raises a ValueError that names the fix if images of `shape` do not fit.
@@ -208,7 +210,8 @@ class ViT(keras.Model):
         # `torch.from_numpy` shares its memory; and Keras predicts under `no_grad`,
         # while `inference_mode` also skips autograd's version and view bookkeeping.
         # Under `torch.compile` (`jit_compile=True`) Keras traces this method, and
-        # neither belongs in a traced graph.
+        # neither belongs in a traced graph. A model from `compile_for_inference`
+        # may instead carry a compiled graph of its whole forward pass.
         if keras.backend.backend() != "torch" or self.jit_compile:
             return super().predict_step(*args)  # JAX passes (state, data)
         import torch
@@ -218,8 +221,12 @@ class ViT(keras.Model):
                 return torch.from_numpy(array)
             return array
 
+        data = keras.tree.map_structure(shared, args[0])
+        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if self.inference_graph is not None:
+            return self.inference_graph(ops.convert_to_tensor(images))
         with torch.inference_mode():
-            return super().predict_step(keras.tree.map_structure(shared, args[0]))
+            return super().predict_step(data)
 
     def encode(
         self,

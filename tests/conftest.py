@@ -30,6 +30,20 @@ def tiny_config(**overrides) -> ViTConfig:
     return ViTConfig(**{**TINY, **overrides})
 
 
+def randomize_head(model):
+    """Gives `model`'s zero-initialised class head random weights, and returns the model.
+
+    A fresh `ViT` scores every image 0, so a comparison of class scores
+    through an untouched head cannot fail. The weights are scaled by
+    1/sqrt(fan-in), so that scores stay of order 1, as trained ones are.
+    """
+    rng = np.random.default_rng(1)
+    for weight in model.head.weights:
+        values = rng.standard_normal(weight.shape) / np.sqrt(weight.shape[0])
+        weight.assign(values.astype("float32"))
+    return model
+
+
 def to_numpy(x) -> np.ndarray:
     return np.asarray(keras.ops.convert_to_numpy(x))
 

@@ -10,7 +10,7 @@ from safetensors.numpy import load_file
 
 from keras_vit import ViT, ViTConfig
 from keras_vit.conversion import pretrained
-from tests.conftest import TINY, to_numpy
+from tests.conftest import TINY, randomize_head, to_numpy
 from tests.conversion.conftest import CHECKPOINTS, nchw, random_images
 
 TOLERANCE = 1e-4
@@ -88,7 +88,7 @@ def test_headless_model_without_pooler_loads_as_vit_model(tmp_path):
 
 
 def test_keras_native_fast_path_is_exact(tmp_path):
-    model = ViT(ViTConfig(**TINY, classes=3, id2label={0: "a", 1: "b", 2: "c"}))
+    model = randomize_head(ViT(ViTConfig(**TINY, classes=3, id2label={0: "a", 1: "b", 2: "c"})))
     model.save_pretrained(tmp_path)
     for name in ("keras_vit_config.json", "model.weights.h5", "config.json", "model.safetensors"):
         assert (tmp_path / name).is_file()

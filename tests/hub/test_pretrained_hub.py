@@ -14,7 +14,7 @@ from keras_vit.conversion import read_checkpoint
 from keras_vit.hf_integration import NAMED_WEIGHTS, split_source
 from keras_vit.hf_integration.download import files_to_fetch
 from keras_vit.hf_integration.named_weights import named_weights_repo, weight_names
-from tests.conftest import TINY, to_numpy
+from tests.conftest import TINY, randomize_head, to_numpy
 from tests.conversion.conftest import make_hf_model, nchw, random_images
 
 IN21K = "google/vit-base-patch16-224-in21k"
@@ -111,7 +111,7 @@ def test_weights_of_another_size_are_refused(hub, tiny_repo):
 
 
 def test_push_then_load_with_keras_vit_and_transformers(hub, token):
-    model = tiny_model()
+    model = randomize_head(tiny_model())
     commit = model.push_to_hub("me/tiny-vit", token=token)
     assert commit.oid == hub.commits("me/tiny-vit")[-1]
     assert len(hub.commits("me/tiny-vit")) == 2  # the repo's creation, then one push
