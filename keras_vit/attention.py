@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import keras
 from keras import ops
 
@@ -10,23 +13,47 @@ from keras_vit.linear import Linear
 from keras_vit.stacked_projections import StackedProjections
 from keras_vit.sublayer_call import call_sublayer
 
+_COMPILER_CAPTURE = contextvars.ContextVar("keras_vit_compiler_capture", default=False)
+
+
+@contextlib.contextmanager
+def matmul_attention_for_compiler():
+    """Within this context, attention takes the two-matmul path on every backend.
+
+    `InferenceGraph` records a torch graph in it for Inductor, which fuses the
+    scaling, exponent and sums of the two-matmul path with its neighbours and
+    runs it 8-18% faster than PyTorch's SDPA kernel over a bfloat16 ViT forward
+    (`benchmarks/NOTES.md`). Eager torch keeps SDPA.
+
+    Example:
+        >>> with matmul_attention_for_compiler():
+        ...     fused_attention_is_faster()
+        False
+    """
+    token = _COMPILER_CAPTURE.set(True)
+    try:
+        yield
+    finally:
+        _COMPILER_CAPTURE.reset(token)
+
 
 def fused_attention_is_faster() -> bool:
-    """Whether `ops.dot_product_attention` beats two plain matmuls on this backend.
+    """Whether `ops.dot_product_attention` beats two plain matmuls here.
 
-    On torch it is PyTorch's fused SDPA kernel and wins. On a CPU under JAX and
-    TensorFlow the fused op is a slower composite, and two batched matmuls in
-    (B, heads, N, d) layout are about 1.5-2x faster over a ViT-B/16 forward
-    (`benchmarks/NOTES.md`).
+    On eager torch it is PyTorch's fused SDPA kernel and wins. On a CPU under
+    JAX and TensorFlow the fused op is a slower composite, and two batched
+    matmuls in (B, heads, N, d) layout are about 1.5-2x faster over a
+    ViT-B/16 forward; under Inductor (`matmul_attention_for_compiler`) the
+    two matmuls win on torch too (`benchmarks/NOTES.md`).
 
     Returns:
-        True on torch, False on JAX and TensorFlow.
+        True on torch outside `matmul_attention_for_compiler`, else False.
 
     Example:
         >>> fused_attention_is_faster()  # under KERAS_BACKEND=torch
         True
     """
-    return keras.backend.backend() == "torch"
+    return keras.backend.backend() == "torch" and not _COMPILER_CAPTURE.get()
 
 
 def reshape(x, shape: tuple):

@@ -35,15 +35,15 @@ def compile_for_inference(
 
     Args:
         model: a `ViT`, in any dtype policy.
-        precision: `"float32"` (exact, and the fastest on CPUs without
-            native bfloat16), `"bfloat16"` or `"mixed_bfloat16"` (float32
+        precision: `"float32"` (the model's numbers to 1e-5, and the
+            fastest on CPUs without native bfloat16), `"bfloat16"` or `"mixed_bfloat16"` (float32
             weights cast on every call, as in training).
         jit_compile: on JAX and TensorFlow, passed to `compile` (XLA). On
             torch, True gives the copy an `InferenceGraph`: `predict` then
             runs the forward pass as one Inductor-compiled graph, compiled on
-            the first batch of each shape (seconds to a minute). `"auto"` is
-            `default_jit_compile(precision)`: XLA on JAX and TensorFlow; on
-            torch the graph for the bfloat16 precisions, eager for float32.
+            the first batch of each shape (seconds to a minute). `"auto"`:
+            XLA on JAX and TensorFlow, and the graph where torch finds a C++
+            compiler. False keeps the copy eager.
 
     Returns:
         A new, compiled `ViT` with the same config and weights.
@@ -74,38 +74,33 @@ def compile_for_inference(
         target.assign(keras.ops.cast(source.value, target.dtype))
     for block in fast.encoder.blocks:
         block.attention.stack_projections()
-    if jit_compile == "auto":
-        jit_compile = default_jit_compile(precision)
-    if keras.backend.backend() == "torch" and jit_compile:
+    if keras.backend.backend() != "torch":
+        fast.compile(jit_compile=default_jit_compile() if jit_compile == "auto" else jit_compile)
+        return fast
+    use_graph = cpp_compiler_found() if jit_compile == "auto" else jit_compile
+    if use_graph:
         fast.inference_graph = InferenceGraph(fast)
-        jit_compile = False  # Keras' own `torch.compile` of `predict_step` is not wanted
-    fast.compile(jit_compile=jit_compile)
+    fast.compile(jit_compile=False)  # not Keras' `torch.compile` of `predict_step`
     return fast
 
 
-def default_jit_compile(precision: str = "float32") -> bool:
-    """keras_vit's compilation choice for a forward pass in `precision`.
+def default_jit_compile() -> bool:
+    """keras_vit's `jit_compile` for `model.compile`: XLA on JAX and TensorFlow, off for torch.
 
-    XLA on JAX and TensorFlow: 10-20% faster even on a CPU, where Keras' own
-    `"auto"` leaves it off for TensorFlow. On torch, a compiled
-    `InferenceGraph` for the bfloat16 precisions (Inductor with frozen weights,
-    10-25% ahead of transformers' eager bfloat16) where a C++ compiler is
-    found, and eager oneDNN for float32, where the graph gains nothing
-    (`benchmarks/NOTES.md`).
-
-    Args:
-        precision: one of `compile_for_inference`'s precisions.
+    XLA is 10-20% faster on JAX and TensorFlow even on a CPU, where Keras' own
+    `"auto"` leaves it off for TensorFlow. Keras' `torch.compile` of a whole
+    train or predict step takes minutes and gains nothing over eager oneDNN
+    (`benchmarks/NOTES.md`); for inference on torch, `compile_for_inference`
+    compiles an `InferenceGraph` instead.
 
     Returns:
-        The `jit_compile` value that `compile_for_inference` uses by default.
+        The `jit_compile` value for `model.compile`, as the benchmarks and
+        `compile_for_inference` on JAX and TensorFlow use it.
 
     Example:
-        >>> default_jit_compile("bfloat16")
-        True
+        >>> model.compile(jit_compile=default_jit_compile())
     """
-    if keras.backend.backend() != "torch":
-        return True
-    return precision != "float32" and cpp_compiler_found()
+    return keras.backend.backend() != "torch"
 
 
 def native_bfloat16() -> bool:

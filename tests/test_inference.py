@@ -25,6 +25,14 @@ def attend(layer, x, fused: bool, monkeypatch):
     return to_numpy(keras.ops.cast(layer(x), "float32"))
 
 
+def test_matmul_attention_for_compiler_turns_the_fused_path_off():
+    fused_here = keras.backend.backend() == "torch"
+    assert attention_module.fused_attention_is_faster() == fused_here
+    with attention_module.matmul_attention_for_compiler():
+        assert not attention_module.fused_attention_is_faster()
+    assert attention_module.fused_attention_is_faster() == fused_here
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_every_attention_path_agrees(rng, monkeypatch, dtype):
     layer = keras_vit.MultiHeadSelfAttention(48, 4)
@@ -176,7 +184,7 @@ def test_compile_for_inference_matches_the_model(rng, precision):
     assert fast is not model and fast.compiled
     torch = keras.backend.backend() == "torch"
     assert fast.jit_compile == (not torch)
-    assert (fast.inference_graph is not None) == (torch and precision != "float32")
+    assert (fast.inference_graph is not None) == torch
     weight_dtype = "bfloat16" if precision == "bfloat16" else "float32"
     assert {w.dtype for w in fast.weights} == {weight_dtype}
     result = fast.predict_on_batch(images)
@@ -203,7 +211,9 @@ def test_compiled_copy_equals_the_eager_copy_on_every_batch(rng, precision):
     )
     if keras.backend.backend() == "torch":
         assert eager.inference_graph is None
-        assert len(fast.inference_graph._graphs) == 1
+        (compiled,) = fast.inference_graph._graphs.values()
+        ops_recorded = {str(node.target) for node in compiled._orig_mod.graph.nodes}
+        assert not any("scaled_dot_product" in op for op in ops_recorded)  # two matmuls
 
 
 def test_compiled_copy_follows_new_weights(rng):
@@ -264,7 +274,6 @@ def test_compile_for_inference_rejects_bad_input():
 def test_inference_graph_needs_a_cpp_compiler(monkeypatch):
     monkeypatch.setenv("CXX", "no-such-compiler")
     torch = keras.backend.backend() == "torch"
-    assert keras_vit.inference.default_jit_compile("bfloat16") == (not torch)
     if not torch:
         with pytest.raises(ValueError, match="compiles torch graphs.*jit_compile=True"):
             InferenceGraph(ViT(tiny_config()))
