@@ -36,8 +36,9 @@ def compile_for_inference(
     Args:
         model: a `ViT`, in any dtype policy.
         precision: `"float32"` (the model's numbers to 1e-5, and the
-            fastest on CPUs without native bfloat16), `"bfloat16"` or `"mixed_bfloat16"` (float32
-            weights cast on every call, as in training).
+            fastest on CPUs without native bfloat16), `"bfloat16"` or
+            `"mixed_bfloat16"` (float32 weights cast on every call, as in
+            training).
         jit_compile: on JAX and TensorFlow, passed to `compile` (XLA). On
             torch, True gives the copy an `InferenceGraph`: `predict` then
             runs the forward pass as one Inductor-compiled graph, compiled on

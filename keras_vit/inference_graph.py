@@ -19,9 +19,9 @@ class InferenceGraph:
     graph; attention as two matmuls, `matmul_attention_for_compiler`), and
     compiles that graph with `torch.compile` and Inductor's
     `freezing` option: the weights become constants, so Inductor folds their
-    casts and hands oneDNN pre-packed matrices. A bfloat16 ViT-B/16 forward
-    runs 10-25% faster than transformers' on an AVX-512 CPU
-    (`benchmarks/NOTES.md`); in float32 it gains nothing over eager oneDNN.
+    casts and hands oneDNN pre-packed matrices. On an AVX-512 CPU a bfloat16
+    ViT-B/16 ran 1.29x transformers' speed at batch 1 and 1.12x at batch 8, and
+    a float32 ViT-Ti/16 at batch 32 1.26x (`benchmarks/NOTES.md`).
 
     Compiling takes seconds (about 15 s for ViT-B/16 on 2 cores) and happens
     once per batch shape and input dtype. A batch smaller than one already
