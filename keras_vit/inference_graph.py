@@ -8,6 +8,7 @@ import shutil
 import keras
 
 from keras_vit.attention import matmul_attention_for_compiler
+from keras_vit.stacked_projections import write_versions
 
 
 class InferenceGraph:
@@ -68,7 +69,7 @@ class InferenceGraph:
         """
         import torch
 
-        weights_key = tuple((t.data_ptr(), t._version) for t in self._weights)
+        weights_key = write_versions(self._weights)
         if weights_key != self._weights_key:
             self._graphs.clear()
             self._weights_key = weights_key

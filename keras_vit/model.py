@@ -222,8 +222,8 @@ class ViT(keras.Model):
             return array
 
         data = keras.tree.map_structure(shared, args[0])
-        images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         if self.inference_graph is not None:
+            images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
             return self.inference_graph(ops.convert_to_tensor(images))
         with torch.inference_mode():
             return super().predict_step(data)

@@ -68,7 +68,7 @@ class StackedProjections:
 
         kernels = [backend_value(layer.kernel) for layer in self.layers]
         biases = [backend_value(layer.bias) for layer in self.layers]
-        source_key = tuple((t.data_ptr(), t._version) for t in (*kernels, *biases))
+        source_key = write_versions([*kernels, *biases])
         if source_key != self._source_key:
             # A plain tensor without autograd history, also when built inside `predict`'s
             # inference mode, so that a later call with gradients on can still use it.
@@ -77,3 +77,22 @@ class StackedProjections:
                 self._bias = torch.cat(biases)
             self._source_key = source_key
         return torch.addmm(self._bias, rows, self._kernel)
+
+
+def write_versions(tensors: list) -> tuple:
+    """What identifies the contents of torch tensors: each one's storage and write count.
+
+    torch bumps a tensor's `_version` on every in-place write (Keras' `assign`,
+    `load_weights`, an optimizer step), so a copy or compiled graph made from
+    the tensors is current exactly while this tuple is unchanged.
+
+    Args:
+        tensors: torch tensors.
+
+    Returns:
+        A tuple to compare with an earlier one.
+
+    Example:
+        >>> key = write_versions([layer.kernel.value])
+    """
+    return tuple((tensor.data_ptr(), tensor._version) for tensor in tensors)
