@@ -189,19 +189,40 @@ class ViT(keras.Model):
 
     # Array inputs are checked before Keras' loops start: an error raised inside
     # a JAX `predict` / `fit` step would leave the model's variables released.
+    # An empty array is one such error (Keras' loops find no batch), so `fit` and
+    # `evaluate` refuse it and `predict` answers it without entering the loop.
+    def check_array_input(self, x, method: str) -> bool:
+        """Checks an array given to `fit` / `evaluate` / `predict` before Keras' loop runs.
+
+        Args:
+            x: the input; anything without a `shape` (a data set, a generator) passes.
+            method: the calling method's name, for the error message.
+
+        Returns:
+            Whether `x` is an array of zero images (allowed for `predict` only).
+
+        Example:
+            >>> model.check_array_input(np.zeros((0, 224, 224, 3)), "predict")
+            True
+        """
+        if not hasattr(x, "shape"):
+            return False
+        self.check_images(x.shape)
+        if x.shape[0] == 0 and method != "predict":
+            raise ValueError(f"{method}() got 0 images; give it at least one.")
+        return x.shape[0] == 0
+
     def fit(self, x=None, *args, **kwargs):
-        if hasattr(x, "shape"):
-            self.check_images(x.shape)
+        self.check_array_input(x, "fit")
         return super().fit(x, *args, **kwargs)
 
     def evaluate(self, x=None, *args, **kwargs):
-        if hasattr(x, "shape"):
-            self.check_images(x.shape)
+        self.check_array_input(x, "evaluate")
         return super().evaluate(x, *args, **kwargs)
 
     def predict(self, x, *args, **kwargs):
-        if hasattr(x, "shape"):
-            self.check_images(x.shape)
+        if self.check_array_input(x, "predict"):
+            return np.zeros((0, *self.output.shape[1:]), self.output.dtype)
         return super().predict(x, *args, **kwargs)
 
     def predict_step(self, *args):
