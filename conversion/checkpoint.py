@@ -68,6 +68,35 @@ def find_weight_file(directory: str | os.PathLike) -> Path:
     )
 
 
+def read_json_object(path: str | os.PathLike) -> dict:
+    """Parses a JSON file that must hold an object, naming the file in every error.
+
+    Args:
+        path: a `config.json`, `keras_vit_config.json`, index or similar file.
+
+    Returns:
+        The parsed dict.
+
+    Raises:
+        ValueError: the file is not valid UTF-8 JSON, or holds something other
+            than an object.
+
+    Example:
+        >>> read_json_object("vit-base/config.json")["model_type"]
+        'vit'
+    """
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}). Restore or re-save it.") from None
+    if not isinstance(value, dict):
+        raise ValueError(
+            f"{path} must hold a JSON object ({{...}}), but holds a {type(value).__name__}. "
+            "Restore or re-save it."
+        )
+    return value
+
+
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Opens an HF checkpoint (a directory or a weight file) for streaming reads.
 
@@ -88,7 +117,13 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not path.is_file():
         raise FileNotFoundError(f"Checkpoint file {path} does not exist.")
     if path.name.endswith(".index.json"):
-        shards = sorted(set(json.loads(path.read_text())["weight_map"].values()))
+        weight_map = read_json_object(path).get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(
+                f"{path} has no weight_map (tensor name -> shard file), so its shards cannot "
+                "be found. Re-save the checkpoint, or restore the index from its source."
+            )
+        shards = sorted(set(weight_map.values()))
         headers = [_safetensors_header(path.parent / shard) for shard in shards]
     elif path.suffix == ".safetensors":
         headers = [_safetensors_header(path)]

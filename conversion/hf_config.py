@@ -55,8 +55,7 @@ def config_from_hf(hf_config: dict[str, Any]) -> ViTConfig:
             "ViTForImageClassification and ViTForMaskedImageModeling)."
         )
     values = {key: hf_config.get(key, default) for key, default in _HF_DEFAULTS.items()}
-    id2label = hf_config.get("id2label")
-    values["id2label"] = {int(k): v for k, v in id2label.items()} if id2label else None
+    values["id2label"] = hf_config.get("id2label") or None  # ViTConfig parses the keys
     return ViTConfig(**values, classes=None, pre_logits=False, classifier_activation=None)
 
 

@@ -7,18 +7,21 @@ that transformers and keras_vit both load.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from keras_vit.config import ViTConfig
 from keras_vit.conversion.atomic import atomic_path
-from keras_vit.conversion.checkpoint import read_checkpoint, write_safetensors
+from keras_vit.conversion.checkpoint import read_checkpoint, read_json_object, write_safetensors
 from keras_vit.conversion.convert import hf_to_keras, keras_to_hf
 from keras_vit.conversion.hf_config import (
     check_exportable,
@@ -42,15 +45,42 @@ KERAS_WEIGHTS = "model.weights.h5"
 UNUSED_PREFIXES = ("decoder.",)
 
 
-def read_hf_config(directory: str | os.PathLike) -> dict[str, Any]:
-    """Parses `config.json` of a checkpoint directory, with a clear error if absent."""
+def hf_backbone_config(directory: str | os.PathLike) -> ViTConfig:
+    """The backbone `ViTConfig` of a checkpoint directory's `config.json`.
+
+    Args:
+        directory: a checkpoint directory.
+
+    Returns:
+        `config_from_hf` of the file.
+
+    Raises:
+        FileNotFoundError: there is no `config.json`.
+        ValueError: the file is not a JSON object or holds invalid values; the
+            message names the file.
+
+    Example:
+        >>> hf_backbone_config("vit-base-patch16-224").hidden_size
+        768
+    """
     path = Path(directory) / HF_CONFIG
     if not path.is_file():
         raise FileNotFoundError(
             f"{directory} has no {HF_CONFIG}. Point at a checkpoint directory written by "
             "transformers' or keras_vit's save_pretrained."
         )
-    return json.loads(path.read_text())
+    with naming_the_file(path):
+        return config_from_hf(read_json_object(path))
+
+
+@contextlib.contextmanager
+def naming_the_file(path: Path) -> Iterator[None]:
+    """Re-raises a ValueError or TypeError from the body as a ValueError that names `path`."""
+    try:
+        yield
+    except (ValueError, TypeError) as error:
+        message = str(error)
+        raise ValueError(message if str(path) in message else f"{path}: {message}") from None
 
 
 def reshapes_checkpoint(
@@ -139,13 +169,13 @@ def load_pretrained(
         image_size=image_size, classes=classes, include_top=include_top, **overrides
     )
     if keras_native and not reshaped:
-        stored = json.loads((directory / KERAS_CONFIG).read_text())
-        with skip_random_init():
+        stored = read_json_object(directory / KERAS_CONFIG)
+        with skip_random_init(), naming_the_file(directory / KERAS_CONFIG):
             model = ViT.from_config({**stored, **model_arguments})
         model.load_weights(str(directory / KERAS_WEIGHTS))
         return model
 
-    base = config_from_hf(read_hf_config(directory))
+    base = hf_backbone_config(directory)
     checkpoint = read_checkpoint(directory)
     shapes = {canonical_hf_name(name): shape for name, shape in checkpoint.shapes.items()}
     head_shape = shapes.get("classifier.weight")

@@ -15,13 +15,32 @@ scratch (nothing can be downloaded offline). The recipe is
 `--distribution data|model|auto` trains on every visible device with
 `keras_vit.distribution.configure` (Keras' distribution API, JAX backend):
 `--batch-size` is the global batch, split across the data-parallel replicas.
+
+The output folder holds one run's artefacts: `best.weights.h5`, `history.csv`,
+`training_curves.png`, `model/` and `run.json`, which lists the runs (id, times,
+status, epochs, arguments) and, for each artefact, the run that wrote it and
+when. A folder that holds anything but the digits export is refused unless
+`--overwrite` (delete those artefacts first, then train anew) or `--resume`
+(continue from its `best.weights.h5` for `--epochs` more epochs with a fresh
+optimizer and learning-rate schedule, appending to `history.csv`; only better
+weights replace the best ones) says what to do with it. Ctrl-C stops training
+cleanly: the best weights so far are restored and saved (`model/` too), with
+the history and curves; run.json says "interrupted" and the exit status is 130.
+
+A data folder needs two or more class subfolders, and every image in it is
+decoded once before training: unreadable ones are all listed, to be removed or
+replaced, and nothing trains.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import shutil
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -33,7 +52,12 @@ from keras_vit.data import (
     load_image_classification,
     make_loaders,
 )
-from keras_vit.training import compile_for_finetuning, finetuning_callbacks
+from keras_vit.training import (
+    RUN_FILE,
+    RunRecord,
+    compile_for_finetuning,
+    finetuning_callbacks,
+)
 
 # A ViT sized for the 8x8 digits, enlarged to 32x32: a patch per 2x2 original pixels.
 SMALL = dict(
@@ -46,6 +70,33 @@ SMALL = dict(
 )
 # Digits are not mirror-symmetric, and a tight crop can cut one in half.
 DIGITS_AUGMENTATION = Augmentation(horizontal_flip=False, scale=(0.85, 1.0), ratio=(0.9, 1.1))
+# What a run writes into --output, besides run.json, which records who wrote each.
+ARTEFACTS = ("best.weights.h5", "history.csv", "training_curves.png", "model")
+# A cache of the digits export, kept across runs.
+DIGITS_FOLDER = "digits_imagefolder"
+
+
+def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
+    """An argparse `type` that parses with `kind` and refuses values <= 0 (and NaN, inf).
+
+    Args:
+        kind: `int` or `float`.
+
+    Returns:
+        The parser, named like `kind` for argparse's "invalid int value" message.
+
+    Example:
+        >>> parser.add_argument("--lr", type=positive(float))
+    """
+
+    def parse(text: str) -> float:
+        value = kind(text)
+        if not (value > 0 and math.isfinite(value)):
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -60,9 +111,9 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--weights", default="none", help="imagenet21k, imagenet, a repo, none")
     parser.add_argument("--image-size", type=int, help="default: 32 for small, else 224")
-    parser.add_argument("--epochs", type=int, default=60)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    parser.add_argument("--epochs", type=positive(int), default=60)
+    parser.add_argument("--batch-size", type=positive(int), default=32)
+    parser.add_argument("--lr", type=positive(float), default=1e-3, help="peak learning rate")
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
@@ -80,6 +131,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model-parallel", type=int, help="model axis size for --distribution")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=Path("runs/finetune"))
+    existing = parser.add_mutually_exclusive_group()
+    existing.add_argument(
+        "--overwrite", action="store_true", help="delete the run already in --output first"
+    )
+    existing.add_argument(
+        "--resume", action="store_true", help="continue from --output's best.weights.h5"
+    )
     parser.add_argument("--push-to-hub", metavar="REPO", help="push the result to this repo")
     return parser.parse_args(argv)
 
@@ -111,8 +169,74 @@ def build_model(args: argparse.Namespace, classes: int, id2label: dict[int, str]
     )
 
 
+def check_output(args: argparse.Namespace) -> None:
+    """Refuses an --output that holds a run unless --overwrite or --resume says what to do.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        Nothing; raises SystemExit with a one-line message instead.
+
+    Example:
+        >>> check_output(parse_arguments(["--output", "runs/done"]))
+        SystemExit: --output runs/done is not empty: pass --overwrite ... or --resume ...
+    """
+    output = args.output
+    if output.exists() and not output.is_dir():
+        raise SystemExit(f"--output {output} is a file; give a folder.")
+    if args.resume and not (output / "best.weights.h5").is_file():
+        raise SystemExit(
+            f"--resume: {output} holds no best.weights.h5 to continue from (no epoch finished "
+            "there); start without --resume."
+        )
+    held = output.is_dir() and any(path.name != DIGITS_FOLDER for path in output.iterdir())
+    if held and not (args.overwrite or args.resume):
+        raise SystemExit(
+            f"--output {output} is not empty: pass --overwrite to replace the run in it, or "
+            "--resume to continue it."
+        )
+
+
+def start_run(args: argparse.Namespace) -> RunRecord:
+    """Deletes the previous run's artefacts if --overwrite, and starts `run.json`.
+
+    Args:
+        args: the parsed arguments, after `check_output`.
+
+    Returns:
+        The record of this run, to pass to `fit` as the last callback.
+
+    Example:
+        >>> record = start_run(args)
+    """
+    if args.overwrite:
+        for path in (args.output / name for name in (RUN_FILE, *ARTEFACTS)):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+    return RunRecord(args.output, vars(args), ARTEFACTS, resume=args.resume)
+
+
+def save_best(model: keras_vit.ViT, output: Path) -> None:
+    """Saves `model` (its best weights restored) as `output/model`, once there are best weights."""
+    if (output / "best.weights.h5").exists():
+        model.save_pretrained(output / "model", overwrite=True)
+
+
 def main(argv: list[str] | None = None) -> float:
     args = parse_arguments(argv)
+    check_output(args)
+    try:
+        return finetune(args)
+    except KeyboardInterrupt:
+        print(f"Interrupted before training: no run written to {args.output}.", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+def finetune(args: argparse.Namespace) -> float:
+    """Loads the data, builds and trains the model, evaluates it; returns the test accuracy."""
     keras.utils.set_random_seed(args.seed)
     start = time.perf_counter()
     if args.model_parallel and not args.distribution:
@@ -128,15 +252,26 @@ def main(argv: list[str] | None = None) -> float:
             raise SystemExit(f"--distribution {args.distribution}: {error}") from error
         print(f"distribution: {distribution}")
     digits = args.dataset is None and args.data_dir is None
-    data_dir = export_digits_imagefolder(args.output / "digits_imagefolder") if digits else None
-    data = load_image_classification(
-        source=args.dataset,
-        data_dir=args.data_dir or data_dir,
-        image_column=args.image_column,
-        label_column=args.label_column,
-        seed=args.seed,
-    )
+    data_dir = export_digits_imagefolder(args.output / DIGITS_FOLDER) if digits else None
+    try:
+        data = load_image_classification(
+            source=args.dataset,
+            data_dir=args.data_dir or data_dir,
+            image_column=args.image_column,
+            label_column=args.label_column,
+            seed=args.seed,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from error
     model = build_model(args, len(data.label_names), data.id2label)
+    if args.resume:
+        try:
+            model.load_weights(str(args.output / "best.weights.h5"))
+        except ValueError as error:
+            raise SystemExit(
+                f"--resume: {args.output / 'best.weights.h5'} does not fit this model ({error}); "
+                "resume with the arguments of the run that wrote it (run.json lists them)."
+            ) from error
     augmentation = DIGITS_AUGMENTATION if digits else Augmentation()
     augmentation = dataclasses.replace(
         augmentation,
@@ -165,23 +300,60 @@ def main(argv: list[str] | None = None) -> float:
         layer_decay=args.layer_decay,
         freeze_backbone=args.freeze_backbone,
     )
-    model.fit(
-        loaders["train"],
-        validation_data=loaders["validation"],
-        epochs=args.epochs,
-        callbacks=finetuning_callbacks(args.output),
-        verbose=2,
-    )
-    model.save_pretrained(args.output / "model", overwrite=True)
+    record = start_run(args)
+    try:
+        accuracy = train_and_evaluate(model, loaders, args, record)
+    except KeyboardInterrupt:
+        record.update("interrupted")
+        saved = ", ".join(record.written()) or "nothing"
+        print(
+            f"Interrupted after {record.run['epochs']} epoch(s): saved {saved} in {args.output}; "
+            "run.json marks the run interrupted. Continue it with --resume.",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    except BaseException:
+        record.update("failed")
+        raise
+    record.update("completed")
+    minutes = (time.perf_counter() - start) / 60
+    print(f"best validation epoch restored; saved to {args.output / 'model'}; {minutes:.1f} min")
+    print(f"test_accuracy: {accuracy:.4f}")
+    return accuracy
+
+
+def train_and_evaluate(
+    model: keras_vit.ViT,
+    loaders: dict[str, keras.utils.PyDataset],
+    args: argparse.Namespace,
+    record: RunRecord,
+) -> float:
+    """Trains with the recipe's callbacks, saves the best model, evaluates it.
+
+    On Ctrl-C, finishes as `fit` would (best weights restored, curves drawn),
+    saves the model, and raises the KeyboardInterrupt on.
+    """
+    callbacks = [*finetuning_callbacks(args.output, resume=args.resume), record]
+    try:
+        model.fit(
+            loaders["train"],
+            validation_data=loaders["validation"],
+            epochs=args.epochs,
+            callbacks=callbacks,
+            verbose=2,
+        )
+    except KeyboardInterrupt:
+        for callback in callbacks:
+            callback.on_train_end()
+        save_best(model, args.output)
+        raise
+    save_best(model, args.output)
     if args.push_to_hub:
         print(f"pushed: {model.push_to_hub(args.push_to_hub).commit_url}")
     evaluation = loaders.get("test") or loaders["validation"]
     if "test" not in loaders:
         print("The data has no test split: evaluating on the validation split.")
     _, accuracy = model.evaluate(evaluation, verbose=0)
-    minutes = (time.perf_counter() - start) / 60
-    print(f"best validation epoch restored; saved to {args.output / 'model'}; {minutes:.1f} min")
-    print(f"test_accuracy: {accuracy:.4f}")
     return accuracy
 
 

@@ -6,8 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from keras_vit.conversion.hf_config import config_from_hf
-from keras_vit.conversion.pretrained import load_pretrained, read_hf_config, reshapes_checkpoint
+from keras_vit.conversion.pretrained import hf_backbone_config, load_pretrained, reshapes_checkpoint
 from keras_vit.hf_integration.download import download_checkpoint, split_source
 from keras_vit.hf_integration.named_weights import named_weights_repo, weight_names
 from keras_vit.model import ViT
@@ -66,7 +65,7 @@ def check_variant(directory: Path, variant: str, source: str | os.PathLike) -> N
     """Raises a ValueError if the checkpoint in `directory` is not `variant`'s shape."""
     from keras_vit.variants import variant_config
 
-    found = config_from_hf(read_hf_config(directory))
+    found = hf_backbone_config(directory)
     expected = variant_config(variant)
     fields = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
     mismatched = [

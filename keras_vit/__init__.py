@@ -20,7 +20,7 @@ from keras_vit.inference import compile_for_inference, native_bfloat16
 from keras_vit.initializers import skip_random_init
 from keras_vit.model import ViT
 from keras_vit.pooling import TokenPooling
-from keras_vit.preprocessing import ImageProcessor
+from keras_vit.preprocessing import ImageProcessor, load_image
 from keras_vit.resample import resample_position_embeddings
 from keras_vit.variants import (
     VARIANTS,
@@ -42,6 +42,7 @@ __all__ = [
     "Encoder",
     "EncoderBlock",
     "ImageProcessor",
+    "load_image",
     "MultiHeadSelfAttention",
     "TokenPooling",
     "ViT",

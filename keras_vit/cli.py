@@ -57,7 +57,7 @@ def convert(args: argparse.Namespace) -> str:
     from keras_vit.conversion.atomic import atomic_path, refuse_existing
 
     destination = Path(args.dst)
-    refuse_existing(destination, args.overwrite)
+    refuse_existing(destination, args.overwrite, protect=[args.src])
     start = time.perf_counter()
     model = ViT.from_pretrained(args.src, image_size=args.image_size, classes=args.classes)
     if destination.name.endswith(".weights.h5"):
@@ -123,12 +123,10 @@ def explain(args: argparse.Namespace) -> str:
         >>> print(explain(argparse.Namespace(image="4.png", model="runs/finetune/model",
         ...                                  weights=None, output="explained")))
     """
-    from PIL import Image
-
     import keras_vit
     from keras_vit import plotting
 
-    image = np.asarray(Image.open(args.image).convert("RGB"))
+    image = keras_vit.load_image(args.image)
     model = load_model(args.model, args.weights)
     pixels = keras_vit.ImageProcessor(model.config.image_pair).preprocess(image)
     lines = []

@@ -30,13 +30,59 @@ def as_pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, i
         >>> as_pair(224, "image_size")
         (224, 224)
     """
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and v > 0 for v in pair):
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    pair = (value, value) if is_int or not isinstance(value, (tuple, list)) else tuple(value)
+    if len(pair) != 2 or not all(is_positive_int(v) for v in pair):
         raise ValueError(
             f"{name} must be a positive int or a (height, width) pair of positive ints, "
             f"got {value!r}."
         )
     return pair
+
+
+def is_positive_int(value: Any) -> bool:
+    """Whether `value` is an int above zero (a bool is not one).
+
+    Args:
+        value: anything.
+
+    Returns:
+        True for 1, 2, ...; False for 0, -1, 2.0, "2", True.
+
+    Example:
+        >>> is_positive_int(768), is_positive_int(768.0)
+        (True, False)
+    """
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def class_index(key: Any) -> int:
+    """An `id2label` key as an int: ints stay, digit strings (JSON's keys) are parsed.
+
+    Args:
+        key: the key.
+
+    Returns:
+        The class index.
+
+    Example:
+        >>> class_index("3")
+        3
+    """
+    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
+        return key
+    if isinstance(key, str) and key.isdigit():
+        return int(key)
+    raise ValueError(f"id2label keys must be class indices (0, 1, ...), got {key!r}.")
+
+
+POSITIVE_INT_FIELDS = (
+    "num_channels",
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "intermediate_size",
+)
 
 
 @dataclasses.dataclass
@@ -112,8 +158,27 @@ class ViTConfig:
     base_model: str | None = None
 
     def __post_init__(self):
+        for name in POSITIVE_INT_FIELDS:
+            if not is_positive_int(getattr(self, name)):
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}.")
+        if self.pooler_output_size is not None and not is_positive_int(self.pooler_output_size):
+            raise ValueError(
+                f"pooler_output_size must be a positive int or None, "
+                f"got {self.pooler_output_size!r}."
+            )
+        if isinstance(self.layer_norm_eps, bool) or not (
+            isinstance(self.layer_norm_eps, (int, float)) and self.layer_norm_eps > 0
+        ):
+            raise ValueError(
+                f"layer_norm_eps must be a number above 0, got {self.layer_norm_eps!r}."
+            )
+        if self.id2label is not None and not isinstance(self.id2label, dict):
+            raise ValueError(
+                f"id2label must map class indices to names, e.g. {{0: 'cat'}}, "
+                f"got {self.id2label!r}."
+            )
         if self.id2label is not None:  # JSON turns int keys into strings
-            self.id2label = {int(index): label for index, label in self.id2label.items()}
+            self.id2label = {class_index(key): label for key, label in self.id2label.items()}
             if self.classes is not None and len(self.id2label) != self.classes:
                 raise ValueError(
                     f"id2label has {len(self.id2label)} labels but classes={self.classes}; "
@@ -153,7 +218,7 @@ class ViTConfig:
                 f"(classes={self.classes}). Use pooling='token' or 'gap', or drop the head "
                 "(include_top=False, pre_logits=False)."
             )
-        if self.classes is not None and (not isinstance(self.classes, int) or self.classes < 1):
+        if self.classes is not None and not is_positive_int(self.classes):
             raise ValueError(f"classes must be a positive int or None, got {self.classes!r}.")
         for name in ("hidden_act", "pooler_act"):
             if getattr(self, name) not in ACTIVATIONS:
@@ -171,7 +236,8 @@ class ViTConfig:
                 f"got {self.hidden_size}."
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
-            if not 0.0 <= getattr(self, name) < 1.0:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
 
     @property

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -75,6 +76,7 @@ def load_image_classification(
     label_column: str | None = None,
     validation_fraction: float = 0.1,
     seed: int = 0,
+    check_images: bool = True,
 ) -> ImageClassificationData:
     """Loads an image classification dataset and finds its columns and splits.
 
@@ -83,6 +85,12 @@ def load_image_classification(
     "image" / "img" and "label" / "labels" win. Without a "validation" (or
     "valid" / "val") split, a stratified `validation_fraction` of train
     becomes the validation split, the same one on every run for a given seed.
+
+    A folder must hold at least two class subfolders, and with `check_images`
+    every image in it is decoded in full once, up front: unreadable, corrupt
+    or truncated files are refused, all listed in one error, before any
+    training starts (`Image.verify()` alone passes truncated JPEGs). This costs
+    about a decode per image; Hub and in-memory datasets are not checked.
 
     Args:
         source: a `datasets.DatasetDict`, a `datasets.Dataset` (used as the
@@ -94,6 +102,8 @@ def load_image_classification(
         validation_fraction: the share of train held out when there is no
             validation split.
         seed: seed of that hold-out split.
+        check_images: decode every image of a `data_dir` up front and refuse
+            the bad ones.
 
     Returns:
         The train, validation and (if any) test splits with the column names
@@ -111,7 +121,9 @@ def load_image_classification(
             "Give exactly one of source= (a datasets.Dataset, DatasetDict or Hub dataset name) "
             "and data_dir= (a local image folder)."
         )
-    splits = _load_folder(data_dir) if data_dir is not None else _as_dataset_dict(source)
+    splits = (
+        _load_folder(data_dir, check_images) if data_dir is not None else _as_dataset_dict(source)
+    )
     if "train" not in splits:
         raise ValueError(f"The data has no 'train' split; its splits are {list(splits)}.")
     features = splits["train"].features
@@ -138,17 +150,49 @@ def load_image_classification(
     )
 
 
-def _load_folder(data_dir: str | Path) -> datasets.DatasetDict:
-    """Loads a local image folder with `datasets`' "imagefolder" builder."""
+def _load_folder(data_dir: str | Path, check_images: bool) -> datasets.DatasetDict:
+    """Loads a local image folder with `datasets`' "imagefolder" builder, and checks it."""
     import datasets
 
     folder = Path(data_dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"data_dir {folder} does not exist. {FOLDER_LAYOUT}")
     try:
-        return datasets.load_dataset("imagefolder", data_dir=str(folder))
+        splits = datasets.load_dataset("imagefolder", data_dir=str(folder))
     except datasets.data_files.EmptyDatasetError as error:
         raise FileNotFoundError(f"data_dir {folder} holds no images. {FOLDER_LAYOUT}") from error
+    undecoded = (
+        split.cast_column("image", datasets.Image(decode=False)) for split in splits.values()
+    )
+    paths = [Path(image["path"]) for split in undecoded for image in split["image"]]
+    if "label" not in next(iter(splits.values())).features:  # labels need 2 class folders
+        folders = sorted({os.path.relpath(path.parent, folder.resolve()) for path in paths})
+        raise ValueError(
+            f"data_dir {folder} has its images in {len(folders)} folder(s) {folders}: "
+            f"classification needs at least 2 classes, one subfolder of images per class. "
+            f"{FOLDER_LAYOUT}"
+        )
+    if check_images:
+        _refuse_unreadable_images(paths)
+    return splits
+
+
+def _refuse_unreadable_images(paths: list[Path]) -> None:
+    """Decodes every image in full; raises one ValueError naming each that fails."""
+    from PIL import Image
+
+    bad = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, ...
+            bad.append(f"\n  {path}: {error}")
+    if bad:
+        raise ValueError(
+            f"{len(bad)} of {len(paths)} images cannot be read (corrupt, truncated or not an "
+            f"image); remove or replace them:{''.join(bad)}"
+        )
 
 
 def _as_dataset_dict(

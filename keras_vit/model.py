@@ -409,6 +409,11 @@ class ViT(keras.Model):
         if not self.config.classes:
             raise ValueError("This model has no classification head, so nothing to decode.")
         scores = np.asarray(ops.convert_to_numpy(scores), dtype="float32")
+        if scores.ndim != 2 or scores.shape[-1] != self.config.classes:
+            raise ValueError(
+                f"decode_predictions needs scores of shape (batch, {self.config.classes}), one "
+                f"per class of this model, got shape {scores.shape}. Pass this model's output."
+            )
         labels = self.config.id2label or {}
         best = np.argsort(-scores, axis=-1)[:, :top]
         return [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Sequence
 
 import keras
@@ -160,3 +161,46 @@ class ImageProcessor(keras.layers.Layer):
             rescale_factor=self.rescale_factor,
         )
         return config
+
+
+def load_image(path: str | os.PathLike, max_side: int = 1024) -> np.ndarray:
+    """Reads an image file as an RGB uint8 array no larger than `max_side` on either side.
+
+    The image is reduced while it is decoded where the format allows it (JPEG
+    decodes straight at a smaller scale), so a small file that declares huge
+    pixel dimensions costs neither the time nor the memory of its full size.
+    Keeping 1024 pixels leaves the attention plots sharp while preprocessing
+    resizes to the model's input anyway.
+
+    Args:
+        path: a PNG, JPEG or any other file PIL reads.
+        max_side: the largest height or width kept; the aspect ratio is kept.
+
+    Returns:
+        A `(height, width, 3)` uint8 array.
+
+    Raises:
+        ValueError: the file is not an image PIL can read, or declares more
+            pixels than PIL's decompression-bomb limit.
+
+    Example:
+        >>> load_image("cat.png").shape
+        (1024, 768, 3)
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (max_side, max_side))
+            image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return np.asarray(image.convert("RGB"))
+    except Image.DecompressionBombError as error:
+        raise ValueError(
+            f"{path} is refused as a possible decompression bomb ({error}). "
+            "Downscale the image before passing it."
+        ) from None
+    except (UnidentifiedImageError, SyntaxError, OSError) as error:
+        raise ValueError(
+            f"{path} cannot be read as an image ({error}). Pass a PNG, JPEG or other "
+            "file that PIL opens."
+        ) from None

@@ -10,9 +10,13 @@ layer-wise learning-rate decay and a frozen backbone. Stochastic depth
 
 from __future__ import annotations
 
+import csv
+import datetime
+import json
 import math
 import os
 import re
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +32,9 @@ from keras_vit.model import ViT
 _NO_DECAY = re.compile(
     r"(/bias$|^layernorm/|/layernorm_(before|after)/|^embeddings/(cls_token|mask_token|position_embedding)$)"
 )
+
+# The record of an output folder's runs (see RunRecord).
+RUN_FILE = "run.json"
 
 
 def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
@@ -252,6 +259,9 @@ class BestWeights(keras.callbacks.Callback):
         monitor: the metric, e.g. `"val_accuracy"`.
         mode: `"max"` or `"min"`.
         restore_at_end: load the best weights back when training ends.
+        best: the score of the weights already at `path` (when resuming a run):
+            only better ones replace them, and they are restored at the end
+            even if none does. `None`: there are none yet.
 
     Example:
         >>> model.fit(..., callbacks=[BestWeights("out/best.weights.h5")])
@@ -263,13 +273,14 @@ class BestWeights(keras.callbacks.Callback):
         monitor: str = "val_accuracy",
         mode: str = "max",
         restore_at_end: bool = True,
+        best: float | None = None,
     ):
         super().__init__()
         if mode not in ("max", "min"):
             raise ValueError(f"mode must be 'max' or 'min', got {mode!r}.")
         self.path = Path(path)
         self.monitor, self.mode, self.restore_at_end = monitor, mode, restore_at_end
-        self.best = -math.inf if mode == "max" else math.inf
+        self.best = (-math.inf if mode == "max" else math.inf) if best is None else best
         self.best_epoch = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -285,68 +296,201 @@ class BestWeights(keras.callbacks.Callback):
                 self.model.save_weights(str(temporary))
 
     def on_train_end(self, logs=None):
-        if self.restore_at_end and self.best_epoch is not None:
+        if self.restore_at_end and math.isfinite(self.best):
             self.model.load_weights(str(self.path))
 
 
-class TrainingCurves(keras.callbacks.Callback):
-    """Draws loss and accuracy per epoch (train and validation) into a PNG at the end.
+class TrainingLog(keras.callbacks.Callback):
+    """Keeps `history.csv` (every epoch) and draws `training_curves.png` (at the end).
+
+    `history.csv` has a row per epoch, numbered from 0 across resumed runs, and
+    is rewritten atomically after each epoch, so an interrupted run leaves every
+    finished epoch and no partial line. The PNG plots loss and accuracy (train
+    and validation) per epoch.
 
     Args:
-        path: the `.png` file, written atomically.
+        directory: where both files go.
+        resume: continue the `history.csv` already there (if any) instead of
+            starting a new one.
 
     Example:
-        >>> model.fit(..., callbacks=[TrainingCurves("out/training_curves.png")])
+        >>> model.fit(..., callbacks=[TrainingLog("out")])
     """
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, directory: str | os.PathLike, resume: bool = False):
         super().__init__()
-        self.path = Path(path)
-        self.history: dict[str, list[float]] = {}
+        self.csv_path = Path(directory) / "history.csv"
+        self.png_path = Path(directory) / "training_curves.png"
+        self.rows: list[dict[str, float]] = []
+        if resume and self.csv_path.exists():
+            with self.csv_path.open(newline="") as file:
+                rows = csv.DictReader(file)
+                self.rows = [
+                    {k: float(v) for k, v in row.items() if k != "epoch" and v} for row in rows
+                ]
 
     def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            self.history.setdefault(key, []).append(float(value))
+        self.rows.append({key: float(value) for key, value in logs.items()})
+        columns = ["epoch", *dict.fromkeys(key for row in self.rows for key in row)]
+        with atomic_path(self.csv_path, overwrite=True) as temporary:
+            with temporary.open("w", newline="") as file:
+                writer = csv.DictWriter(file, columns)
+                writer.writeheader()
+                writer.writerows({"epoch": i, **row} for i, row in enumerate(self.rows))
 
     def on_train_end(self, logs=None):
+        if not self.rows:
+            return
         import matplotlib
 
         matplotlib.use("Agg")
         from matplotlib import pyplot
 
         figure, axes = pyplot.subplots(1, 2, figsize=(10, 4))
+        epochs = range(1, len(self.rows) + 1)
         for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
-            for prefix in ("", "val_"):
-                values = self.history.get(prefix + metric)
-                if values:
-                    epochs = range(1, len(values) + 1)
-                    axis.plot(epochs, values, marker="o", label=prefix + metric)
+            for key in (metric, "val_" + metric):
+                if key in self.rows[-1]:
+                    values = [row.get(key, math.nan) for row in self.rows]
+                    axis.plot(epochs, values, marker="o", label=key)
             axis.set_xlabel("epoch")
             axis.set_title(metric)
             axis.legend()
         figure.tight_layout()
-        with atomic_path(self.path, overwrite=True) as temporary:
+        with atomic_path(self.png_path, overwrite=True) as temporary:
             figure.savefig(temporary, dpi=100)
         pyplot.close(figure)
 
 
-def finetuning_callbacks(output_dir: str | os.PathLike) -> list[keras.callbacks.Callback]:
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _fingerprint(path: Path) -> tuple[int, int] | None:
+    """(inode, mtime) of `path`: an atomic rewrite (a rename) changes the inode."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+class RunRecord(keras.callbacks.Callback):
+    """Keeps `run.json` in an output folder: its runs, and which run wrote each artefact.
+
+    `run.json` holds `runs` (each with an `id`, `started` / `updated` times,
+    `status`: running, completed, interrupted or failed, the `epochs` it
+    finished and its `arguments`) and `artefacts` (name -> the `run` id that
+    last wrote it and when, `written`). An artefact counts as written by this
+    run once its inode or modification time differs from when the record
+    was created. It is rewritten atomically at creation, after every epoch
+    (put this callback after the ones that write artefacts) and by `update`.
+
+    Args:
+        folder: the output folder.
+        arguments: what the run was started with (JSON, with `str` for others).
+        artefacts: the names, in `folder`, of the files and folders to track.
+        resume: add this run to the `run.json` already in `folder`, keeping
+            its runs and artefacts, instead of starting a new record.
+
+    Example:
+        >>> record = RunRecord("out", {"epochs": 3}, ["best.weights.h5", "history.csv"])
+        >>> model.fit(..., callbacks=[*finetuning_callbacks("out"), record])
+        >>> record.update("completed")
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        arguments: dict[str, Any],
+        artefacts: Sequence[str],
+        resume: bool = False,
+    ):
+        super().__init__()
+        self.folder = Path(folder)
+        self.path = self.folder / RUN_FILE
+        previous = json.loads(self.path.read_text()) if resume and self.path.exists() else {}
+        self.run = {
+            "id": f"{datetime.datetime.now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}",
+            "started": _now(),
+            "updated": None,
+            "status": "running",
+            "epochs": 0,
+            "arguments": arguments,
+        }
+        self.runs = [*previous.get("runs", []), self.run]
+        self.artefacts: dict[str, dict[str, str]] = previous.get("artefacts", {})
+        self.seen = {name: _fingerprint(self.folder / name) for name in artefacts}
+        self.update("running")
+
+    def written(self) -> list[str]:
+        """The artefacts this run wrote (and that are still there).
+
+        Returns:
+            Their names, in the order given at creation.
+
+        Example:
+            >>> record.written()
+            ['best.weights.h5', 'history.csv']
+        """
+        return [
+            name for name in self.seen if self.artefacts.get(name, {}).get("run") == self.run["id"]
+        ]
+
+    def update(self, status: str) -> None:
+        """Records the run's status and what it wrote since the last update, in `run.json`.
+
+        Args:
+            status: "running", "completed", "interrupted" or "failed".
+
+        Example:
+            >>> record.update("interrupted")
+        """
+        for name, before in self.seen.items():
+            now = _fingerprint(self.folder / name)
+            if now == before:
+                continue
+            self.seen[name] = now
+            if now is None:
+                self.artefacts.pop(name, None)
+            else:
+                written = datetime.datetime.fromtimestamp(now[1] / 1e9, datetime.timezone.utc)
+                when = written.isoformat(timespec="seconds")
+                self.artefacts[name] = {"run": self.run["id"], "written": when}
+        self.run.update(status=status, updated=_now())
+        record = {"runs": self.runs, "artefacts": self.artefacts}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.path, overwrite=True) as temporary:
+            temporary.write_text(json.dumps(record, indent=2, default=str) + "\n")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.run["epochs"] += 1
+        self.update("running")
+
+
+def finetuning_callbacks(
+    output_dir: str | os.PathLike, resume: bool = False
+) -> list[keras.callbacks.Callback]:
     """The recipe's callbacks, writing into `output_dir`.
 
     Args:
         output_dir: where `best.weights.h5` (best validation accuracy, restored
             at the end), `history.csv` and `training_curves.png` go.
+        resume: continue the run already in `output_dir`: append to its
+            `history.csv`, and replace its `best.weights.h5` only with better
+            weights (its best `val_accuracy` in `history.csv` is the one to beat).
+            Without a `best.weights.h5` there, the first epoch sets the best.
 
     Returns:
-        `[BestWeights, CSVLogger, TrainingCurves]`.
+        `[BestWeights, TrainingLog]`.
 
     Example:
         >>> model.fit(..., callbacks=finetuning_callbacks("runs/digits"))
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    return [
-        BestWeights(output_dir / "best.weights.h5"),
-        keras.callbacks.CSVLogger(str(output_dir / "history.csv")),
-        TrainingCurves(output_dir / "training_curves.png"),
-    ]
+    log = TrainingLog(output_dir, resume=resume)
+    weights = output_dir / "best.weights.h5"
+    scores = [row["val_accuracy"] for row in log.rows if "val_accuracy" in row]
+    best = max(scores, default=None) if weights.exists() else None
+    return [BestWeights(weights, best=best), log]

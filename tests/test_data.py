@@ -2,6 +2,8 @@
 
 import math
 import os
+import shutil
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -125,6 +127,42 @@ def test_single_class():
     table = labelled_images(4, {"label": datasets.ClassLabel(names=["only"])}, label=[0] * 4)
     with pytest.raises(ValueError, match=r"1 class\(es\) \['only'\].*at least 2"):
         load_image_classification(table)
+
+
+@pytest.mark.parametrize("layout", ["cat", "train/cat", "."])
+def test_folder_of_one_class_needs_two(pets_dir, tmp_path, layout):
+    folder = tmp_path / "one"
+    shutil.copytree(pets_dir / "cat", folder / layout)
+    with pytest.raises(
+        ValueError, match=r"folder\(s\) \['(cat|train/cat|\.)'\]: .*at least 2 classes"
+    ):
+        load_image_classification(data_dir=folder)
+
+
+@pytest.fixture
+def damaged_pets(pets_dir, tmp_path):
+    """A copy of the pets folder with a truncated JPEG, a truncated PNG and a text "image"."""
+    folder = Path(shutil.copytree(pets_dir, tmp_path / "pets"))
+    bad = [folder / "cat" / "3.jpg", folder / "dog" / "0.png", folder / "fox" / "5.png"]
+    for path in bad[:2]:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    bad[2].write_text("not an image")
+    return folder, bad
+
+
+def test_unreadable_images_are_all_named_up_front(damaged_pets):
+    folder, bad = damaged_pets
+    with pytest.raises(
+        ValueError, match=r"3 of 36 images cannot be read.*remove or replace them"
+    ) as error:
+        load_image_classification(data_dir=folder)
+    named = [line.split(": ")[0].strip() for line in str(error.value).splitlines()[1:]]
+    assert sorted(named) == sorted(str(path.resolve()) for path in bad)
+
+
+def test_unchecked_folder_loads_despite_bad_images(damaged_pets):
+    data = load_image_classification(data_dir=damaged_pets[0], check_images=False)
+    assert len(data.train) + len(data.validation) == len(PETS) * IMAGES_PER_PET
 
 
 def test_empty_and_missing_data_dir(tmp_path):

@@ -1,6 +1,7 @@
 """The fine-tuning recipe: weight-decay exclusions, schedule, layer decay, loss, callbacks."""
 
 import csv
+import json
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ from keras_vit import ViT
 from keras_vit.training import (
     BestWeights,
     LayerDecayAdamW,
+    RunRecord,
     SparseCrossentropy,
     compile_for_finetuning,
     finetuning_callbacks,
@@ -129,6 +131,7 @@ def test_callbacks_write_best_weights_log_and_curves(tmp_path):
     )
     best = callbacks[0]
     rows = list(csv.DictReader((tmp_path / "run" / "history.csv").open()))
+    assert [row["epoch"] for row in rows] == ["0", "1", "2"]
     accuracies = [float(row["val_accuracy"]) for row in rows]
     assert len(rows) == 3 and best.best == pytest.approx(max(accuracies))
     assert best.best_epoch == accuracies.index(max(accuracies))
@@ -155,3 +158,90 @@ def test_best_weights_needs_the_monitored_metric(tmp_path):
             verbose=0,
             callbacks=[BestWeights(tmp_path / "b.weights.h5")],
         )
+
+
+def fit_run(model, directory, resume=False, epochs=2, seed=0):
+    """Fits `model` on 12 random images with the recipe's callbacks; returns the callbacks."""
+    compile_for_finetuning(model, total_steps=2 * epochs, learning_rate=3e-3)
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((12, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 3, 12)
+    callbacks = finetuning_callbacks(directory, resume=resume)
+    model.fit(
+        images,
+        labels,
+        validation_data=(images, labels),
+        epochs=epochs,
+        batch_size=6,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    return callbacks
+
+
+def test_resumed_callbacks_continue_the_history_and_keep_better_weights(tmp_path):
+    fit_run(tiny_classifier(), tmp_path)
+    first = list(csv.DictReader((tmp_path / "history.csv").open()))
+    best_score = max(float(row["val_accuracy"]) for row in first)
+    saved = (tmp_path / "best.weights.h5").read_bytes()
+    model = tiny_classifier()
+    model.load_weights(str(tmp_path / "best.weights.h5"))
+    best = fit_run(model, tmp_path, resume=True, epochs=1, seed=1)[0]
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert rows[:2] == first and [row["epoch"] for row in rows] == ["0", "1", "2"]
+    improved = float(rows[2]["val_accuracy"]) > best_score
+    assert best.best == max(best_score, float(rows[2]["val_accuracy"]))
+    assert ((tmp_path / "best.weights.h5").read_bytes() == saved) is not improved
+    restored = tiny_classifier()  # the model ends on the best weights, old or new
+    restored.load_weights(str(tmp_path / "best.weights.h5"))
+    for weight, expected in zip(model.weights, restored.weights, strict=True):
+        np.testing.assert_array_equal(to_numpy(weight), to_numpy(expected))
+
+
+def test_best_weights_given_a_score_replaces_only_better_weights(tmp_path):
+    model = tiny_classifier()
+    path = tmp_path / "b.weights.h5"
+    model.save_weights(str(path))
+    saved = path.read_bytes()
+    randomize_head(model)
+    best = BestWeights(path, best=1.0)  # no accuracy beats 1
+    compile_for_finetuning(model, total_steps=1)
+    images = np.zeros((2, 32, 32, 3), "float32")
+    model.fit(
+        images,
+        np.array([0, 1]),
+        validation_data=(images, np.array([0, 1])),
+        verbose=0,
+        callbacks=[best],
+    )
+    assert path.read_bytes() == saved and best.best_epoch is None
+    np.testing.assert_array_equal(to_numpy(model.head.kernel), 0)  # the saved weights restored
+
+
+def test_run_record_names_the_run_that_wrote_each_artefact(tmp_path):
+    (tmp_path / "a.txt").write_text("before any run")
+    first = RunRecord(tmp_path, {"epochs": 3}, ["a.txt", "b.txt", "c"])
+    assert first.written() == []
+    (tmp_path / "b.txt").write_text("first")
+    (tmp_path / "c").mkdir()
+    first.on_epoch_end(0)
+    first.update("interrupted")
+    second = RunRecord(tmp_path, {"epochs": 1}, ["a.txt", "b.txt", "c"], resume=True)
+    (tmp_path / "a.txt").write_text("second")
+    (tmp_path / "c").rmdir()
+    second.update("completed")
+    record = json.loads((tmp_path / "run.json").read_text())
+    runs = record["runs"]
+    assert [(run["status"], run["epochs"], run["arguments"]) for run in runs] == [
+        ("interrupted", 1, {"epochs": 3}),
+        ("completed", 0, {"epochs": 1}),
+    ]
+    assert runs[0]["id"] != runs[1]["id"]
+    assert {name: artefact["run"] for name, artefact in record["artefacts"].items()} == {
+        "a.txt": runs[1]["id"],
+        "b.txt": runs[0]["id"],
+    }
+    assert second.written() == ["a.txt"]
+    fresh = RunRecord(tmp_path, {}, ["a.txt"])  # not resuming: a new record
+    assert len(json.loads((tmp_path / "run.json").read_text())["runs"]) == 1
+    assert fresh.written() == []
