@@ -3,7 +3,10 @@
 Downloads go through `huggingface_hub` into its shared cache, so `HF_HOME`,
 `HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and `HF_TOKEN` work as for
 every Hugging Face library, and huggingface_hub's progress bars are shown.
-Its errors are re-raised as `OSError`s that say what to do.
+Offline, or with the Hub unreachable, a repo loads from the cache when an
+earlier load fetched the same files. huggingface_hub's errors are re-raised
+as `OSError`s that say what to do, and network failures that outlast its
+retries as `ConnectionError`s.
 """
 
 from __future__ import annotations
@@ -126,23 +129,21 @@ def download_checkpoint(
     Example:
         >>> directory = download_checkpoint("google/vit-base-patch16-224")
     """
+    import httpx2
     import huggingface_hub
     from huggingface_hub import constants, errors
 
     arguments = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir, token=token)
     with _explained_hub_errors(repo_id, revision):
         if local_files_only or constants.HF_HUB_OFFLINE:
-            return Path(huggingface_hub.snapshot_download(**arguments, local_files_only=True))
+            return _cached_checkpoint(arguments, keras_native)
         try:
             info = huggingface_hub.HfApi().model_info(repo_id, revision=revision, token=token)
-        except errors.HfHubHTTPError:
-            raise
-        except Exception as connection_error:  # the Hub is unreachable: try the cache
+        except httpx2.TransportError as unreachable:  # the Hub is unreachable: try the cache
             try:
-                cached = huggingface_hub.snapshot_download(**arguments, local_files_only=True)
+                return _cached_checkpoint(arguments, keras_native)
             except errors.LocalEntryNotFoundError as error:
-                raise error from connection_error
-            return Path(cached)
+                raise error from unreachable
         available = [sibling.rfilename for sibling in info.siblings or []]
         patterns = files_to_fetch(repo_id, available, keras_native)
         directory = huggingface_hub.snapshot_download(
@@ -153,11 +154,39 @@ def download_checkpoint(
     return Path(directory)
 
 
-@contextlib.contextmanager
-def _explained_hub_errors(repo: str, revision: str | None) -> Iterator[None]:
-    """Re-raises huggingface_hub's errors as OSErrors that say what to do."""
+def _cached_checkpoint(arguments: dict, keras_native: bool) -> Path:
+    """The cached snapshot, checked for the files that an online load would fetch.
+
+    The patterns come from the repo's file listing that huggingface_hub cached
+    online; without one (nothing cached, or cached by another tool), the snapshot
+    is taken as huggingface_hub finds it.
+    """
+    import huggingface_hub
     from huggingface_hub import errors
 
+    repo_id = arguments["repo_id"]
+    try:
+        listing = huggingface_hub.get_cached_repo_tree(
+            repo_id, revision=arguments["revision"], cache_dir=arguments["cache_dir"]
+        )
+    except errors.CachedRepoTreeNotFoundError:
+        patterns = None
+    else:
+        patterns = files_to_fetch(repo_id, [entry.path for entry in listing], keras_native)
+    return Path(
+        huggingface_hub.snapshot_download(
+            **arguments, allow_patterns=patterns, local_files_only=True
+        )
+    )
+
+
+@contextlib.contextmanager
+def _explained_hub_errors(repo: str, revision: str | None) -> Iterator[None]:
+    """Re-raises huggingface_hub's and httpx's errors as OSErrors that say what to do."""
+    import httpx2
+    from huggingface_hub import constants, errors
+
+    at_revision = f" at revision {revision!r}" if revision else ""
     try:
         yield
     except errors.RevisionNotFoundError as error:
@@ -170,11 +199,30 @@ def _explained_hub_errors(repo: str, revision: str | None) -> Iterator[None]:
             f"Repo {repo} was not found on the Hub, or you lack access to it. Check the id; "
             "for a private or gated repo log in with `hf auth login` or pass token=."
         ) from error
-    except (errors.LocalEntryNotFoundError, errors.OfflineModeIsEnabled) as error:
+    except errors.LocalEntryNotFoundError as error:  # raised with the Hub's error as cause
+        cause = error.__cause__
+        reason = (
+            f"the Hub at {constants.ENDPOINT} could not be asked ({type(cause).__name__}: {cause})"
+            if cause
+            else "HF_HUB_OFFLINE=1 or local_files_only=True keeps keras_vit from asking the Hub"
+        )
+        cached = (
+            "only partly in the local Hugging Face cache (an earlier load fetched other files, "
+            "e.g. with other classes= or image_size=, or was cut short)"
+            if isinstance(error, errors.IncompleteSnapshotError)
+            else "not in the local Hugging Face cache"
+        )
         raise OSError(
-            f"{repo} is not in the local Hugging Face cache and the Hub cannot be reached "
-            "(offline, or HF_HUB_OFFLINE=1 / local_files_only=True). Connect and load it "
-            "once to cache it, or pass a local checkpoint directory."
+            f"{repo}{at_revision} is {cached}, and {reason}. Connect once without "
+            "HF_HUB_OFFLINE=1 and load it the same way to cache it, or pass a local checkpoint "
+            "directory."
         ) from error
     except errors.HfHubHTTPError as error:
         raise OSError(f"Could not download {repo} from the Hub: {error}") from error
+    except httpx2.HTTPError as error:
+        raise ConnectionError(
+            f"Could not download {repo} from the Hub at {constants.ENDPOINT}: the network "
+            f"failed through every retry ({type(error).__name__}: {error}). Check the "
+            "connection and HF_ENDPOINT, then retry; a copy cached by an earlier load loads "
+            "with HF_HUB_OFFLINE=1."
+        ) from error

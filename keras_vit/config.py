@@ -56,6 +56,11 @@ def is_positive_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _is_number(value: Any) -> bool:
+    """Whether `value` is an int or a float (a bool is neither here)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def class_index(key: Any) -> int:
     """An `id2label` key as an int: ints stay, digit strings (JSON's keys) are parsed.
 
@@ -166,18 +171,17 @@ class ViTConfig:
                 f"pooler_output_size must be a positive int or None, "
                 f"got {self.pooler_output_size!r}."
             )
-        if isinstance(self.layer_norm_eps, bool) or not (
-            isinstance(self.layer_norm_eps, (int, float)) and self.layer_norm_eps > 0
-        ):
+        if not (_is_number(self.layer_norm_eps) and self.layer_norm_eps > 0):
             raise ValueError(
                 f"layer_norm_eps must be a number above 0, got {self.layer_norm_eps!r}."
             )
-        if self.id2label is not None and not isinstance(self.id2label, dict):
-            raise ValueError(
-                f"id2label must map class indices to names, e.g. {{0: 'cat'}}, "
-                f"got {self.id2label!r}."
-            )
-        if self.id2label is not None:  # JSON turns int keys into strings
+        if self.id2label is not None:
+            if not isinstance(self.id2label, dict):
+                raise ValueError(
+                    f"id2label must map class indices to names, e.g. {{0: 'cat'}}, "
+                    f"got {self.id2label!r}."
+                )
+            # JSON turns int keys into strings.
             self.id2label = {class_index(key): label for key, label in self.id2label.items()}
             if self.classes is not None and len(self.id2label) != self.classes:
                 raise ValueError(
@@ -237,8 +241,8 @@ class ViTConfig:
             )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
+            if not (_is_number(value) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}.")
 
     @property
     def image_pair(self) -> tuple[int, int]:

@@ -403,6 +403,10 @@ class ViT(keras.Model):
             For each image, the `top` labels (from `config.id2label`, or the
             class index as a string) with their scores.
 
+        Raises:
+            ValueError: the model has no head, or `scores` is not
+                `(B, config.classes)`.
+
         Example:
             >>> model.decode_predictions(model.predict(images), top=3)
         """

@@ -57,11 +57,34 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-__all__ = ["HubServer", "clear_session_cache", "git_blob_sha", "start_session_hub"]
+__all__ = [
+    "REAL_REPO_FILES",
+    "HubServer",
+    "clear_session_cache",
+    "git_blob_sha",
+    "start_session_hub",
+]
 
 MAIN = "main"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"
+# The `.gitattributes` the Hub writes into every new repo: its standard LFS patterns.
+_LFS_PATTERNS = """
+*.7z *.arrow *.bin *.bz2 *.ckpt *.ftz *.gz *.h5 *.joblib *.lfs.*
+*.mlmodel *.model *.msgpack *.npy *.npz *.onnx *.ot *.parquet *.pb *.pickle
+*.pkl *.pt *.pth *.rar *.safetensors saved_model/**/* *.tar.* *.tar *.tflite *.tgz
+*.wasm *.xz *.zip *.zst *tfevents*
+""".split()
+_GITATTRIBUTES = "".join(
+    f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in _LFS_PATTERNS
+).encode()
+# Files that real `google/vit-*` repos hold beside the ones keras_vit fetches; `plant()` adds them.
+REAL_REPO_FILES: dict[str, bytes] = {
+    ".gitattributes": _GITATTRIBUTES,
+    "README.md": b"---\nlicense: apache-2.0\ntags:\n- vision\n- image-classification\n---\n\n"
+    b"# Vision Transformer (base-sized model)\n\nA planted test repo.\n",
+    "tf_model.h5": b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4,
+    "flax_model.msgpack": b"\x81\xa6params\x80" + bytes(range(256)) * 4,
+}
 _BAD_CREDENTIALS = "Invalid credentials in Authorization header"
 
 
@@ -100,6 +123,7 @@ class _Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    cut: bool = False  # close the connection after the headers, sending no body
 
 
 class _HubError(Exception):
@@ -145,12 +169,18 @@ class HubServer:
 
     Use `start()` / `stop()` (or `with HubServer() as hub:`), point `huggingface_hub` at
     `endpoint`, and seed repos quickly with `plant()`. Every request is logged in `requests`.
+
+    Set `cut_downloads = True` to cut every file download (`GET .../resolve/...`): the headers
+    promise the whole file, then the connection closes before any of its bytes, so each of the
+    client's retries fails as `RemoteProtocolError` and none makes progress. API answers stay
+    whole. `reset()` turns it off.
     """
 
     def __init__(self, username: str = "user") -> None:
         """`username` is the namespace of repos created without an organization."""
         self.username = username
         self.requests: list[tuple[str, str]] = []
+        self.cut_downloads = False
         self._repos: dict[str, _Repo] = {}
         self._lock = threading.RLock()
         self._counter = itertools.count()
@@ -204,8 +234,10 @@ class HubServer:
         """Commits `files` as the whole content of `repo_id`'s main branch, without HTTP.
 
         `files` maps repo paths ("sub/dir/file.txt") to bytes, or is a local directory whose
-        files are all taken (paths relative to it). Creates the (public) repo if needed. Unlike
-        `create_repo` over HTTP, no `.gitattributes` is added. Returns the new commit sha.
+        files are all taken (paths relative to it). Like a real `google/vit-*` repo, the commit
+        also holds `REAL_REPO_FILES` (`README.md`, `.gitattributes`, `tf_model.h5`,
+        `flax_model.msgpack`) where `files` lacks them, so a client that fetches only some files
+        meets the others. Creates the (public) repo if needed. Returns the new commit sha.
         """
         if not isinstance(files, dict):
             root = Path(files)
@@ -219,7 +251,9 @@ class HubServer:
         _check_repo_id(repo_id)
         with self._lock:
             repo = self._repos.get(repo_id) or self._new_repo(repo_id, private=False)
-            return self._commit(repo, dict(files), f"Plant {len(files)} file(s)").sha
+            return self._commit(
+                repo, {**REAL_REPO_FILES, **files}, f"Plant {len(files)} file(s)"
+            ).sha
 
     def repo_files(self, repo_id: str, revision: str = MAIN) -> dict[str, bytes]:
         """A copy of the files of `repo_id` at `revision` ("main" or a commit sha).
@@ -257,10 +291,11 @@ class HubServer:
         return paths
 
     def reset(self) -> None:
-        """Deletes every repo and clears the request log."""
+        """Deletes every repo, clears the request log and stops cutting downloads."""
         with self._lock:
             self._repos.clear()
             self.requests.clear()
+            self.cut_downloads = False
 
     # -- state helpers (call with the lock held) -------------------------------------------
 
@@ -490,7 +525,7 @@ class HubServer:
             "X-Repo-Commit": commit.sha,
             "Accept-Ranges": "bytes",
         }
-        return _Response(200, data, headers)
+        return _Response(200, data, headers, cut=self.cut_downloads)
 
     def _branch(self, repo: _Repo, revision: str) -> _Commit:
         """The head of the branch `revision`."""
@@ -570,7 +605,7 @@ def _partial(response: _Response, spec: str) -> _Response:
     if start > end:
         return _Response(416, b"", {"Content-Range": f"bytes */{size}"})
     headers = {**response.headers, "Content-Range": f"bytes {start}-{end}/{size}"}
-    return _Response(206, response.body[start : end + 1], headers)
+    return _Response(206, response.body[start : end + 1], headers, cut=response.cut)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -604,7 +639,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.end_headers()
-        if method != "HEAD":
+        if response.cut and method == "GET":
+            self.close_connection = True
+        elif method != "HEAD":
             self.wfile.write(response.body)
 
 

@@ -31,6 +31,13 @@ def test_layer_norm_eps_must_be_above_zero(value):
         tiny_config(layer_norm_eps=value)
 
 
+@pytest.mark.parametrize("field", ["hidden_dropout_prob", "drop_path_rate"])
+@pytest.mark.parametrize("value", ["0.1", None, True, 1.0])
+def test_rates_are_numbers_in_zero_one(field, value):
+    with pytest.raises(ValueError, match=rf"{field} must be in \[0, 1\), got {value!r}"):
+        tiny_config(**{field: value})
+
+
 @pytest.mark.parametrize("field", ["image_size", "patch_size"])
 @pytest.mark.parametrize("value", [32.0, True, (32, 32.0), (32, False), "32", (32,)])
 def test_image_and_patch_sizes_are_ints_or_pairs(field, value):

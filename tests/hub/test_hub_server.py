@@ -1,5 +1,6 @@
 """The in-memory Hub of `tests/hub_server.py`, driven by the real `huggingface_hub` client."""
 
+import http.client
 import json
 import urllib.error
 import urllib.request
@@ -21,13 +22,14 @@ from huggingface_hub.errors import (
 )
 
 from tests.conversion.conftest import make_hf_model
-from tests.hub_server import HubServer, git_blob_sha
+from tests.hub_server import REAL_REPO_FILES, HubServer, git_blob_sha
 
 FILES = {
     "config.json": b'{"model_type": "vit"}',
     "model.safetensors": bytes(range(256)) * 8,
     "extra/notes.txt": b"not needed for loading\n",
 }
+PLANTED = {**REAL_REPO_FILES, **FILES}  # what `plant("org/x", FILES)` commits
 
 
 def write_tree(root: Path, files: dict[str, bytes]) -> Path:
@@ -109,7 +111,7 @@ def test_create_commit_adds_and_deletes_and_old_revisions_stay_readable(hf_api, 
         parent_commit=first,
     )
     assert hub.commits("org/history") == [first, info.oid]
-    assert sorted(hub.repo_files("org/history")) == ["config.json", "model.safetensors"]
+    assert sorted(hub.repo_files("org/history")) == sorted(set(PLANTED) - {"extra/notes.txt"})
 
     old = huggingface_hub.hf_hub_download("org/history", "config.json", revision=first)
     new = huggingface_hub.hf_hub_download("org/history", "config.json")
@@ -132,9 +134,12 @@ def test_list_repo_tree_top_level_and_subfolder(hf_api, hub):
     hub.plant("org/tree", FILES)
     top = {e.path: type(e).__name__ for e in hf_api.list_repo_tree("org/tree")}
     assert top == {
-        "config.json": "RepoFile",
-        "model.safetensors": "RepoFile",
-        "extra": "RepoFolder",
+        **dict.fromkeys(REAL_REPO_FILES, "RepoFile"),
+        **{
+            "config.json": "RepoFile",
+            "model.safetensors": "RepoFile",
+            "extra": "RepoFolder",
+        },
     }
     sub = list(hf_api.list_repo_tree("org/tree", path_in_repo="extra"))
     assert [(e.path, e.size, e.blob_id) for e in sub] == [
@@ -151,14 +156,46 @@ def test_snapshot_and_single_file_downloads_match_and_are_cached(hub):
     single = huggingface_hub.hf_hub_download("org/weights", "model.safetensors")
 
     assert Path(snapshot).name == sha
-    assert read_tree(snapshot) == FILES
+    assert read_tree(snapshot) == PLANTED
     assert Path(single).read_bytes() == FILES["model.safetensors"]
-    assert sorted(hub.downloads("org/weights")) == sorted(FILES)  # each file fetched once
+    assert sorted(hub.downloads("org/weights")) == sorted(PLANTED)  # each file fetched once
 
     fetched = len(hub.downloads())
     assert huggingface_hub.snapshot_download("org/weights") == snapshot
     assert huggingface_hub.hf_hub_download("org/weights", "model.safetensors") == single
     assert len(hub.downloads()) == fetched
+
+
+def test_planted_repos_hold_the_files_of_real_vit_repos(hub):
+    hub.plant("org/real", FILES)
+    files = hub.repo_files("org/real")
+    card = huggingface_hub.ModelCard(files["README.md"].decode())
+    assert card.data.license == "apache-2.0" and "image-classification" in card.data.tags
+    attributes = files[".gitattributes"].decode().splitlines()
+    assert {
+        "*.h5 filter=lfs diff=lfs merge=lfs -text",
+        "*.msgpack filter=lfs diff=lfs merge=lfs -text",
+        "*.safetensors filter=lfs diff=lfs merge=lfs -text",
+    } <= set(attributes)
+    assert files["tf_model.h5"].startswith(b"\x89HDF") and files["flax_model.msgpack"]
+    hub.plant("org/real", {"README.md": b"# mine\n"})
+    assert hub.repo_files("org/real")["README.md"] == b"# mine\n"  # planted files win
+
+
+def test_cut_downloads_close_every_file_body_but_keep_api_answers(hub, hf_api):
+    sha = hub.plant("org/weights", FILES)
+    url = f"{hub.endpoint}/org/weights/resolve/main/model.safetensors"
+    hub.cut_downloads = True
+    assert hf_api.model_info("org/weights").sha == sha
+    for headers in ({}, {"Range": "bytes=10-"}):
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers)) as response:
+            assert int(response.headers["Content-Length"]) > 0
+            with pytest.raises(http.client.IncompleteRead):
+                response.read()
+    hub.reset()
+    hub.plant("org/weights", FILES)
+    with urllib.request.urlopen(url) as response:
+        assert response.read() == FILES["model.safetensors"]
 
 
 def test_allow_patterns_fetch_only_the_allowed_files(hub):
@@ -271,7 +308,7 @@ def test_hub_server_starts_and_stops_independently(tmp_path):
         sha = other.plant("org/dir", write_tree(tmp_path, FILES))
         api = HfApi(endpoint=other.endpoint, token=False)
         assert api.model_info("org/dir").sha == sha
-        assert other.repo_files("org/dir") == FILES
+        assert other.repo_files("org/dir") == PLANTED
         assert other.requests == [("GET", "/api/models/org/dir")]
     with pytest.raises(RuntimeError):
         other.endpoint  # noqa: B018

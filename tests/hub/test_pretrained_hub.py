@@ -62,6 +62,15 @@ def test_named_weights_match_transformers_and_fetch_only_what_is_needed(hub, in2
     np.testing.assert_allclose(ours, expected, atol=TOLERANCE)
 
 
+def test_named_weights_load_again_offline(hub, in21k_directory, go_offline):
+    hub.plant(IN21K, in21k_directory)
+    online = keras_vit.ViTB16(weights="imagenet21k")
+    go_offline()
+    offline = keras_vit.ViTB16(weights="imagenet21k")
+    images = random_images(online, size=(224, 224))[:1]
+    np.testing.assert_array_equal(to_numpy(offline(images)), to_numpy(online(images)))
+
+
 def test_named_weights_with_new_head_and_resolution(hub, in21k_directory):
     hub.plant(IN21K, in21k_directory)
     model = keras_vit.ViTB16(weights="imagenet21k", classes=5, image_size=384)
