@@ -8,6 +8,7 @@ after `pooler_act` are Keras-specific.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any
 
 from keras_vit.activations import ACTIVATIONS
@@ -30,18 +31,17 @@ def as_pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, i
         >>> as_pair(224, "image_size")
         (224, 224)
     """
-    is_int = isinstance(value, int) and not isinstance(value, bool)
-    pair = (value, value) if is_int or not isinstance(value, (tuple, list)) else tuple(value)
+    pair = (value, value) if not isinstance(value, (tuple, list)) else tuple(value)
     if len(pair) != 2 or not all(is_positive_int(v) for v in pair):
         raise ValueError(
             f"{name} must be a positive int or a (height, width) pair of positive ints, "
             f"got {value!r}."
         )
-    return pair
+    return int(pair[0]), int(pair[1])
 
 
 def is_positive_int(value: Any) -> bool:
-    """Whether `value` is an int above zero (a bool is not one).
+    """Whether `value` is an integer above zero: a Python or NumPy int, but not a bool.
 
     Args:
         value: anything.
@@ -53,7 +53,7 @@ def is_positive_int(value: Any) -> bool:
         >>> is_positive_int(768), is_positive_int(768.0)
         (True, False)
     """
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value > 0
 
 
 def _is_number(value: Any) -> bool:
@@ -166,11 +166,14 @@ class ViTConfig:
         for name in POSITIVE_INT_FIELDS:
             if not is_positive_int(getattr(self, name)):
                 raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}.")
-        if self.pooler_output_size is not None and not is_positive_int(self.pooler_output_size):
-            raise ValueError(
-                f"pooler_output_size must be a positive int or None, "
-                f"got {self.pooler_output_size!r}."
-            )
+            setattr(self, name, int(getattr(self, name)))  # NumPy ints become Python ints
+        for name in ("pooler_output_size", "classes"):
+            if getattr(self, name) is not None:
+                if not is_positive_int(getattr(self, name)):
+                    raise ValueError(
+                        f"{name} must be a positive int or None, got {getattr(self, name)!r}."
+                    )
+                setattr(self, name, int(getattr(self, name)))
         if not (_is_number(self.layer_norm_eps) and self.layer_norm_eps > 0):
             raise ValueError(
                 f"layer_norm_eps must be a number above 0, got {self.layer_norm_eps!r}."
@@ -188,11 +191,11 @@ class ViTConfig:
                     f"id2label has {len(self.id2label)} labels but classes={self.classes}; "
                     "give one label per class, or id2label=None."
                 )
-        # Normalise pairs given as lists (e.g. from JSON) to tuples.
+        # Normalise pairs given as lists (e.g. from JSON) to tuples, and NumPy ints to ints.
         for name in ("image_size", "patch_size"):
             value = getattr(self, name)
-            if not isinstance(value, int):
-                setattr(self, name, as_pair(value, name))
+            pair = as_pair(value, name)
+            setattr(self, name, pair if isinstance(value, (tuple, list)) else pair[0])
         image, patch = (
             as_pair(self.image_size, "image_size"),
             as_pair(self.patch_size, "patch_size"),
@@ -222,8 +225,6 @@ class ViTConfig:
                 f"(classes={self.classes}). Use pooling='token' or 'gap', or drop the head "
                 "(include_top=False, pre_logits=False)."
             )
-        if self.classes is not None and not is_positive_int(self.classes):
-            raise ValueError(f"classes must be a positive int or None, got {self.classes!r}.")
         for name in ("hidden_act", "pooler_act"):
             if getattr(self, name) not in ACTIVATIONS:
                 raise ValueError(

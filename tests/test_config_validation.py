@@ -57,6 +57,14 @@ def test_id2label_keys_are_class_indices():
         tiny_config(classes=2, id2label=["cat", "dog"])
 
 
+def test_numpy_integers_become_python_ints():
+    config = tiny_config(hidden_size=np.int64(32), classes=np.int32(3), image_size=np.int64(32))
+    assert config == tiny_config(classes=3)
+    assert all(type(value) is int for value in (config.hidden_size, config.classes))
+    assert type(config.image_size) is int
+    assert tiny_config(image_size=(np.int64(48), 32)).image_size == (48, 32)
+
+
 def test_valid_values_still_pass():
     config = ViTConfig(image_size=[48, 32], patch_size=(8, 8), layer_norm_eps=1e-12, classes=3)
     assert (config.image_pair, config.layer_norm_eps, config.classes) == ((48, 32), 1e-12, 3)
