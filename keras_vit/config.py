@@ -57,8 +57,8 @@ def is_positive_int(value: Any) -> bool:
 
 
 def _is_number(value: Any) -> bool:
-    """Whether `value` is an int or a float (a bool is neither here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """Whether `value` is a real number, Python's or NumPy's (a bool is not one here)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def class_index(key: Any) -> int:
@@ -74,8 +74,8 @@ def class_index(key: Any) -> int:
         >>> class_index("3")
         3
     """
-    if isinstance(key, int) and not isinstance(key, bool) and key >= 0:
-        return key
+    if isinstance(key, numbers.Integral) and not isinstance(key, bool) and key >= 0:
+        return int(key)
     if isinstance(key, str) and key.isdigit():
         return int(key)
     raise ValueError(f"id2label keys must be class indices (0, 1, ...), got {key!r}.")
@@ -88,6 +88,7 @@ POSITIVE_INT_FIELDS = (
     "num_attention_heads",
     "intermediate_size",
 )
+OPTIONAL_POSITIVE_INT_FIELDS = ("pooler_output_size", "classes")
 
 
 @dataclasses.dataclass
@@ -163,17 +164,14 @@ class ViTConfig:
     base_model: str | None = None
 
     def __post_init__(self):
-        for name in POSITIVE_INT_FIELDS:
-            if not is_positive_int(getattr(self, name)):
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}.")
-            setattr(self, name, int(getattr(self, name)))  # NumPy ints become Python ints
-        for name in ("pooler_output_size", "classes"):
-            if getattr(self, name) is not None:
-                if not is_positive_int(getattr(self, name)):
-                    raise ValueError(
-                        f"{name} must be a positive int or None, got {getattr(self, name)!r}."
-                    )
-                setattr(self, name, int(getattr(self, name)))
+        for name in POSITIVE_INT_FIELDS + OPTIONAL_POSITIVE_INT_FIELDS:
+            value, optional = getattr(self, name), name in OPTIONAL_POSITIVE_INT_FIELDS
+            if value is None and optional:
+                continue
+            if not is_positive_int(value):
+                or_none = " or None" if optional else ""
+                raise ValueError(f"{name} must be a positive int{or_none}, got {value!r}.")
+            setattr(self, name, int(value))  # NumPy ints become Python ints
         if not (_is_number(self.layer_norm_eps) and self.layer_norm_eps > 0):
             raise ValueError(
                 f"layer_norm_eps must be a number above 0, got {self.layer_norm_eps!r}."
