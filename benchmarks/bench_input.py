@@ -46,8 +46,8 @@ def write_jpeg_folder(directory: Path, images: int) -> None:
 
 def loader_images_per_second(directory: Path, sizes: dict, workers: int) -> float:
     """Images/s of the training loader over one epoch, with `workers` threads."""
+    from keras_vit import ImageProcessor
     from keras_vit.data import Augmentation, ImageBatches, load_image_classification
-    from keras_vit.preprocessing import ImageProcessor
 
     data = load_image_classification(data_dir=directory, validation_fraction=0.125)
     batches = ImageBatches(

@@ -21,9 +21,8 @@ from keras_vit.conversion.names import (
     to_hf_layout,
     to_keras_layout,
 )
-from keras_vit.resample import resample_position_embeddings
-
-POSITION_EMBEDDING = "embeddings/position_embedding"
+from keras_vit.model.embeddings import fit_position_embedding
+from keras_vit.model.weight_paths import POSITION_EMBEDDING
 
 
 class CheckpointMismatchError(ValueError):
@@ -89,8 +88,8 @@ def hf_to_keras(
         )
     for path, name in plan:
         array = to_keras_layout(path, checkpoint[name])
-        if path == POSITION_EMBEDDING and source_grid != target_grid:
-            array = resample_position_embeddings(array, source_grid, target_grid)
+        if path == POSITION_EMBEDDING:
+            array = fit_position_embedding(array, source_grid, target_grid, target_shapes[path])
         yield path, array
 
 

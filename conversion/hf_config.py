@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keras_vit.config import ViTConfig
+from keras_vit.model.config import ViTConfig
 
 SUPPORTED_MODEL_TYPES = ("vit",)
 

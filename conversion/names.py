@@ -14,6 +14,8 @@ import re
 
 import numpy as np
 
+from keras_vit.model import weight_paths as paths
+
 # transformers v5's in-memory module names -> the legacy on-disk names.
 _V5_NAMES = [
     (r"^layers\.(\d+)\.attention\.q_proj\.", r"encoder.layer.\1.attention.attention.query."),
@@ -25,25 +27,27 @@ _V5_NAMES = [
     (r"^layers\.(\d+)\.", r"encoder.layer.\1."),
 ]
 
-# Keras path (without the variable name) -> canonical HF module name.
-_MODULES = [
-    (r"^embeddings/patch_projection$", "embeddings.patch_embeddings.projection"),
-    (
-        r"^encoder/layer_(\d+)/attention/(query|key|value)$",
-        r"encoder.layer.\1.attention.attention.\2",
-    ),
-    (r"^encoder/layer_(\d+)/attention/output$", r"encoder.layer.\1.attention.output.dense"),
-    (r"^encoder/layer_(\d+)/mlp_fc1$", r"encoder.layer.\1.intermediate.dense"),
-    (r"^encoder/layer_(\d+)/mlp_fc2$", r"encoder.layer.\1.output.dense"),
-    (r"^encoder/layer_(\d+)/(layernorm_before|layernorm_after)$", r"encoder.layer.\1.\2"),
-    (r"^layernorm$", "layernorm"),
-    (r"^pre_logits$", "pooler.dense"),
-    (r"^head$", "classifier"),
-]
-_EMBEDDINGS = {
-    "embeddings/cls_token": "embeddings.cls_token",
-    "embeddings/position_embedding": "embeddings.position_embeddings",
-    "embeddings/mask_token": "embeddings.mask_token",
+# keras_vit's layers (`keras_vit.model.weight_paths`) -> canonical HF module names.
+_BLOCK_MODULES = {
+    paths.QUERY: "attention.attention.query",
+    paths.KEY: "attention.attention.key",
+    paths.VALUE: "attention.attention.value",
+    paths.ATTENTION_OUTPUT: "attention.output.dense",
+    paths.MLP_FC1: "intermediate.dense",
+    paths.MLP_FC2: "output.dense",
+    paths.LAYERNORM_BEFORE: "layernorm_before",
+    paths.LAYERNORM_AFTER: "layernorm_after",
+}
+_TOP_MODULES = {
+    paths.PATCH_PROJECTION: "embeddings.patch_embeddings.projection",
+    paths.FINAL_LAYERNORM: "layernorm",
+    paths.PRE_LOGITS: "pooler.dense",
+    paths.HEAD: "classifier",
+}
+_TABLES = {
+    paths.CLS_TOKEN: "embeddings.cls_token",
+    paths.POSITION_EMBEDDING: "embeddings.position_embeddings",
+    paths.MASK_TOKEN: "embeddings.mask_token",
 }
 _VARIABLES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
 HEAD_PREFIX = "classifier."
@@ -86,18 +90,23 @@ def hf_name_for(keras_path: str) -> str:
         >>> hf_name_for("head/kernel")
         'classifier.weight'
     """
-    if keras_path in _EMBEDDINGS:
-        return _EMBEDDINGS[keras_path]
-    module, _, variable = keras_path.rpartition("/")
-    for pattern, replacement in _MODULES:
-        if re.match(pattern, module):
-            return re.sub(pattern, replacement, module) + "." + _VARIABLES[variable]
-    raise KeyError(f"keras_vit weight {keras_path!r} has no transformers counterpart.")
+    weight = paths.parse(keras_path)
+    if weight.variable is None and keras_path in _TABLES:
+        return _TABLES[keras_path]
+    if weight.block is not None and weight.layer in _BLOCK_MODULES:
+        module = f"encoder.layer.{weight.block}.{_BLOCK_MODULES[weight.layer]}"
+    elif weight.block is None and weight.layer in _TOP_MODULES:
+        module = _TOP_MODULES[weight.layer]
+    else:
+        module = None
+    if module is None or weight.variable not in _VARIABLES:
+        raise KeyError(f"keras_vit weight {keras_path!r} has no transformers counterpart.")
+    return f"{module}.{_VARIABLES[weight.variable]}"
 
 
 def _to_keras_axes(keras_path: str, ndim: int) -> tuple[int, ...]:
     """The axis permutation from transformers' layout to Keras' for one weight."""
-    if keras_path == "embeddings/patch_projection/kernel":
+    if keras_path == f"{paths.PATCH_PROJECTION}/kernel":
         return (2, 3, 1, 0)  # (D, C, ph, pw) -> (ph, pw, C, D)
     if keras_path.endswith("/kernel"):
         return (1, 0)  # Dense: (out, in) -> (in, out)

@@ -19,8 +19,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from keras_vit.config import ViTConfig
-from keras_vit.conversion.atomic import atomic_path
+from keras_vit.atomic_files import atomic_path
 from keras_vit.conversion.checkpoint import read_checkpoint, read_json_object, write_safetensors
 from keras_vit.conversion.convert import hf_to_keras, keras_to_hf
 from keras_vit.conversion.hf_config import (
@@ -30,9 +29,11 @@ from keras_vit.conversion.hf_config import (
     preprocessor_to_hf,
 )
 from keras_vit.conversion.names import canonical_hf_name
-from keras_vit.initializers import skip_random_init
 from keras_vit.model import ViT
-from keras_vit.preprocessing import ImageProcessor
+from keras_vit.model import weight_paths as paths
+from keras_vit.model.config import ViTConfig
+from keras_vit.model.initializers import skip_random_init
+from keras_vit.model.preprocessing import ImageProcessor
 
 logger = logging.getLogger("keras_vit")
 
@@ -224,7 +225,7 @@ def load_pretrained(
 
 def _loaded_variables(model: ViT, new_head: bool) -> list:
     """The model's variables that come from the checkpoint (a new head does not)."""
-    return [v for v in model.weights if not (new_head and v.path.startswith("head/"))]
+    return [v for v in model.weights if not (new_head and v.path.startswith(f"{paths.HEAD}/"))]
 
 
 def assign_weights(model: ViT, weights, verbose: bool = True) -> None:
@@ -273,7 +274,7 @@ def save_pretrained(
     check_exportable(config)
     weights = {variable.path: keras.ops.convert_to_numpy(variable) for variable in model.weights}
     if config.position_embedding == "sincos":
-        weights["embeddings/position_embedding"] = np.asarray(model.embeddings.position_embedding)
+        weights[paths.POSITION_EMBEDDING] = np.asarray(model.embeddings.position_embedding)
     processor = model.preprocessor or ImageProcessor(config.image_size)
     with atomic_path(directory, overwrite=overwrite, directory=True) as temporary:
         write_safetensors(

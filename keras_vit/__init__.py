@@ -1,7 +1,6 @@
 """keras_vit: the Vision Transformer in Keras 3, on TensorFlow, JAX and PyTorch."""
 
 from keras_vit import distribution, plotting
-from keras_vit.activations import get_activation
 from keras_vit.analysis import (
     attention_distance,
     attention_rollout,
@@ -11,17 +10,23 @@ from keras_vit.analysis import (
     position_embedding_similarity,
     rollout_matrices,
 )
-from keras_vit.attention import MultiHeadSelfAttention
-from keras_vit.config import ViTConfig
-from keras_vit.embeddings import ViTEmbeddings, sincos_position_embeddings
-from keras_vit.encoder import Encoder, EncoderBlock
 from keras_vit.hf_integration.named_weights import list_weights
+from keras_vit.images import load_image
 from keras_vit.inference import compile_for_inference, native_bfloat16
-from keras_vit.initializers import skip_random_init
-from keras_vit.model import ViT
-from keras_vit.pooling import TokenPooling
-from keras_vit.preprocessing import ImageProcessor, load_image
-from keras_vit.resample import resample_position_embeddings
+from keras_vit.model import (
+    Encoder,
+    EncoderBlock,
+    MultiHeadSelfAttention,
+    TokenPooling,
+    ViT,
+    ViTConfig,
+    ViTEmbeddings,
+    sincos_position_embeddings,
+)
+from keras_vit.model.activations import get_activation
+from keras_vit.model.initializers import skip_random_init
+from keras_vit.model.preprocessing import ImageProcessor
+from keras_vit.model.resample import resample_position_embeddings
 from keras_vit.variants import (
     VARIANTS,
     ViTB16,

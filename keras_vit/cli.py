@@ -54,7 +54,7 @@ def max_difference_vs_transformers(model, source: str | Path) -> float:
 def convert(args: argparse.Namespace) -> str:
     """Runs `keras-vit convert`; returns the one-line summary."""
     from keras_vit import ViT
-    from keras_vit.conversion.atomic import atomic_path, refuse_existing
+    from keras_vit.atomic_files import atomic_path, refuse_existing
 
     destination = Path(args.dst)
     refuse_existing(destination, args.overwrite, protect=[args.src])

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 
 from keras_vit.distribution import check_batch_size, data_parallel_size
-from keras_vit.preprocessing import ImageProcessor
+from keras_vit.model.preprocessing import ImageProcessor
 
 if TYPE_CHECKING:
     import datasets

@@ -21,8 +21,9 @@ import re
 
 import keras
 
-from keras_vit.config import ViTConfig
 from keras_vit.model import ViT
+from keras_vit.model import weight_paths as paths
+from keras_vit.model.config import ViTConfig
 
 BATCH_AXIS = "batch"
 MODEL_AXIS = "model"
@@ -34,13 +35,12 @@ STRATEGIES = ("data", "model", "auto")
 # units; row-split kernels consume those slices, and XLA sums their partial
 # outputs. Every other weight (embeddings, LayerNorms, the row-split layers'
 # biases, pre-logits, head) is replicated.
+_COLUMN_SPLIT = (paths.QUERY, paths.KEY, paths.VALUE, paths.MLP_FC1)
+_ROW_SPLIT = (paths.ATTENTION_OUTPUT, paths.MLP_FC2)
 MEGATRON_LAYOUT: dict[str, tuple[str | None, ...]] = {
-    r"encoder/layer_\d+/attention/(query|key|value)/kernel": (None, MODEL_AXIS),
-    r"encoder/layer_\d+/attention/(query|key|value)/bias": (MODEL_AXIS,),
-    r"encoder/layer_\d+/mlp_fc1/kernel": (None, MODEL_AXIS),
-    r"encoder/layer_\d+/mlp_fc1/bias": (MODEL_AXIS,),
-    r"encoder/layer_\d+/attention/output/kernel": (MODEL_AXIS, None),
-    r"encoder/layer_\d+/mlp_fc2/kernel": (MODEL_AXIS, None),
+    **{paths.every_block_pattern(layer, "kernel"): (None, MODEL_AXIS) for layer in _COLUMN_SPLIT},
+    **{paths.every_block_pattern(layer, "bias"): (MODEL_AXIS,) for layer in _COLUMN_SPLIT},
+    **{paths.every_block_pattern(layer, "kernel"): (MODEL_AXIS, None) for layer in _ROW_SPLIT},
 }
 
 # Bytes per value of the dtypes `training_memory` knows.

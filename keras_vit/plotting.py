@@ -29,7 +29,7 @@ def _figure(width: float, height: float):
 def _finish(figure, path: str | os.PathLike | None):
     """Saves `figure` as a PNG at `path` (if given), atomically, and returns it."""
     if path is not None:
-        from keras_vit.conversion.atomic import atomic_path
+        from keras_vit.atomic_files import atomic_path
 
         if Path(path).is_dir():
             raise IsADirectoryError(f"{path} is a directory; give a .png file name.")

@@ -15,7 +15,6 @@ import datetime
 import json
 import math
 import os
-import re
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,14 +23,9 @@ from typing import Any
 import keras
 from keras import ops
 
-from keras_vit.conversion.atomic import atomic_path
+from keras_vit.atomic_files import atomic_path
 from keras_vit.model import ViT
-
-# Weights that get no weight decay: every bias, LayerNorm scales and offsets,
-# the [CLS] / mask tokens and the position embeddings.
-_NO_DECAY = re.compile(
-    r"(/bias$|^layernorm/|/layernorm_(before|after)/|^embeddings/(cls_token|mask_token|position_embedding)$)"
-)
+from keras_vit.model import weight_paths as paths
 
 # The record of an output folder's runs (see RunRecord).
 RUN_FILE = "run.json"
@@ -51,7 +45,13 @@ def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
         >>> [v.path for v in no_weight_decay(model)][:2]
         ['embeddings/cls_token', 'embeddings/position_embedding']
     """
-    return [v for v in model.trainable_variables if _NO_DECAY.search(v.path)]
+    return [
+        variable
+        for variable in model.trainable_variables
+        if variable.path in paths.TABLES
+        or paths.is_layernorm(variable.path)
+        or paths.parse(variable.path).variable == "bias"
+    ]
 
 
 def warmup_cosine(
@@ -103,11 +103,11 @@ def layer_decay_multipliers(model: ViT, layer_decay: float) -> dict[str, float]:
     depth = model.config.num_hidden_layers
     multipliers = {}
     for variable in model.trainable_variables:
-        block = re.match(r"^encoder/layer_(\d+)/", variable.path)
-        if variable.path.startswith("embeddings/"):
+        block = paths.parse(variable.path).block
+        if variable.path.startswith(f"{paths.EMBEDDINGS}/"):
             distance = depth + 1
-        elif block:
-            distance = depth - int(block.group(1))
+        elif block is not None:
+            distance = depth - block
         else:
             distance = 0
         multipliers[variable.path] = layer_decay**distance
@@ -227,7 +227,7 @@ def compile_for_finetuning(
         )
     if freeze_backbone:
         for layer in model.layers:
-            layer.trainable = layer.name == "head"
+            layer.trainable = layer.name == paths.HEAD
     warmup = round(0.05 * total_steps) if warmup_steps is None else warmup_steps
     options = dict(
         learning_rate=warmup_cosine(learning_rate, total_steps, warmup),

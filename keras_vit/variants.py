@@ -9,9 +9,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from keras_vit.config import ViTConfig
-from keras_vit.initializers import skip_random_init
 from keras_vit.model import ViT
+from keras_vit.model.config import ViTConfig
+from keras_vit.model.initializers import skip_random_init
 
 # name: (layers, hidden, heads, MLP, patch)
 VARIANTS: dict[str, tuple[int, int, int, int, int]] = {

@@ -4,7 +4,7 @@ The loopback Hub starts first: `huggingface_hub` reads `HF_ENDPOINT` when it is
 first imported, and keras, transformers and the tests all import it.
 """
 
-from tests.hub_server import start_session_hub
+from tests.support.hub_server import start_session_hub
 
 start_session_hub()
 

@@ -1,7 +1,7 @@
 """keras_vit.distribution: layouts, size checks, memory and loaders on every backend.
 
 The sharding itself needs several JAX devices, and JAX fixes its device count
-when it starts: `test_on_8_virtual_jax_devices` runs `tests/multi_device_jax.py`
+when it starts: `test_on_8_virtual_jax_devices` runs `tests/support/multi_device_jax.py`
 in a JAX pytest process with 8 virtual CPU devices. It runs JAX whatever this
 suite's backend, so it runs in the jax pass only (`in_the_jax_pass_only`).
 """
@@ -19,7 +19,7 @@ from keras.src.backend.common import global_state
 
 from keras_vit import ViT, distribution
 from keras_vit.data import ImageBatches, load_image_classification, make_loaders
-from keras_vit.preprocessing import ImageProcessor
+from keras_vit.model.preprocessing import ImageProcessor
 from tests.conftest import tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def expected_axes(path: str, ndim: int) -> tuple:
 
 @in_the_jax_pass_only
 def test_on_8_virtual_jax_devices():
-    checks = ROOT / "tests" / "multi_device_jax.py"
+    checks = ROOT / "tests" / "support" / "multi_device_jax.py"
     flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=8"
     env = {
         **os.environ,

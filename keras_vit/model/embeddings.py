@@ -1,0 +1,207 @@
+"""Patch embedding, the [CLS] token and position embeddings."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_vit.model.initializers import truncated_normal
+from keras_vit.model.layers import PatchProjection
+from keras_vit.model.resample import resample_position_embeddings
+
+
+def sincos_position_embeddings(grid_size: tuple[int, int], hidden_size: int) -> np.ndarray:
+    """Fixed 2-D sine-cosine position embeddings (the MAE / DiT variant).
+
+    The first half of the channels encodes the column, the second half the row;
+    each half is `[sin(p * w_k), cos(p * w_k)]` with `w_k = 10000 ** (-k / (D / 4))`.
+
+    Args:
+        grid_size: the patch grid `(rows, cols)`.
+        hidden_size: the embedding width D, a multiple of 4.
+
+    Returns:
+        A float32 array of shape `(rows * cols, hidden_size)`, rows in row-major order.
+
+    Example:
+        >>> sincos_position_embeddings((2, 3), 8).shape
+        (6, 8)
+    """
+    rows, cols = grid_size
+    quarter = hidden_size // 4
+    frequencies = 1.0 / 10000 ** (np.arange(quarter, dtype=np.float64) / quarter)
+    row_index, col_index = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+
+    def encode(positions):
+        angles = positions.reshape(-1, 1) * frequencies
+        return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+    return np.concatenate([encode(col_index), encode(row_index)], axis=1).astype("float32")
+
+
+def fit_position_embedding(
+    stored: np.ndarray, stored_grid: tuple[int, int] | None, grid: tuple[int, int], shape: tuple
+) -> np.ndarray:
+    """Stored learned position embeddings, resampled when they cover another grid than `grid`.
+
+    This is the one place where position embeddings change grid: loading
+    `.weights.h5` files and converting checkpoints both come here.
+
+    Args:
+        stored: `(1, tokens, D)` embeddings as saved.
+        stored_grid: the patch grid they were learned for, or `None` if unknown.
+        grid: the model's patch grid.
+        shape: the model's position-embedding shape.
+
+    Returns:
+        Embeddings of `shape`.
+
+    Raises:
+        ValueError: the stored embeddings do not fit `shape` even after resampling.
+
+    Example:
+        >>> fit_position_embedding(np.zeros((1, 5, 8)), (2, 2), (3, 3), (1, 10, 8)).shape
+        (1, 10, 8)
+    """
+    if stored_grid is not None and tuple(stored_grid) != tuple(grid):
+        return resample_position_embeddings(stored, stored_grid, grid)
+    if stored.shape != tuple(shape):
+        grid_note = f"for a {stored_grid} grid" if stored_grid else "and no stored grid size"
+        raise ValueError(
+            f"Stored position embeddings have shape {stored.shape} {grid_note}; "
+            f"this layer needs {tuple(shape)}."
+        )
+    return stored
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ViTEmbeddings(keras.layers.Layer):
+    """Turns images into the token sequence `[CLS] + patches`, plus positions.
+
+    A Conv2D with kernel = stride = patch size cuts and projects the patches; a
+    learnable [CLS] token is prepended and position embeddings are added.
+
+    Learned position embeddings adapt to a new image size on load: weights saved
+    for one patch grid and loaded (`model.load_weights`) into a layer with
+    another grid are resampled with `resample_position_embeddings`.
+
+    Args:
+        hidden_size: token width D.
+        patch_size: `(height, width)` of a patch, or one int for square patches.
+        grid_size: the patch grid `(rows, cols)` the position embeddings cover.
+        position_embedding: `"learned"` or `"sincos"` (fixed, zero for [CLS]).
+        dropout_rate: dropout applied to the embedded sequence.
+        initializer_range: std of the truncated-normal initializers.
+        use_mask_token: add a learned `mask_token` that `call(...,
+            bool_masked_pos=...)` puts in place of masked patches.
+        **kwargs: standard Keras layer arguments (`name`, `dtype`, ...).
+
+    Example:
+        >>> layer = ViTEmbeddings(32, (8, 8), (4, 4))
+        >>> layer(np.zeros((2, 32, 32, 3), "float32")).shape
+        (2, 17, 32)
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        patch_size: int | tuple[int, int],
+        grid_size: tuple[int, int],
+        position_embedding: str = "learned",
+        dropout_rate: float = 0.0,
+        initializer_range: float = 0.02,
+        use_mask_token: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.use_mask_token = use_mask_token
+        self.hidden_size = hidden_size
+        self.patch_size = patch_size
+        self.grid_size = tuple(grid_size)
+        self.position_embedding_type = position_embedding
+        self.dropout_rate = dropout_rate
+        self.initializer_range = initializer_range
+        initializer = truncated_normal(initializer_range)
+        self.patch_projection = PatchProjection(
+            hidden_size,
+            self.patch_size,
+            kernel_initializer=initializer,
+            dtype=self.dtype_policy,
+            name="patch_projection",
+        )
+        self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
+        self.num_tokens = 1 + self.grid_size[0] * self.grid_size[1]
+
+    def build(self, input_shape):
+        self.patch_projection.build(input_shape)
+        initializer = truncated_normal(self.initializer_range)
+        self.cls_token = self.add_weight(
+            shape=(1, 1, self.hidden_size), initializer=initializer, name="cls_token"
+        )
+        if self.use_mask_token:
+            self.mask_token = self.add_weight(
+                shape=(1, 1, self.hidden_size), initializer="zeros", name="mask_token"
+            )
+        if self.position_embedding_type == "learned":
+            self.position_embedding = self.add_weight(
+                shape=(1, self.num_tokens, self.hidden_size),
+                initializer=initializer,
+                name="position_embedding",
+            )
+        else:
+            patches = sincos_position_embeddings(self.grid_size, self.hidden_size)
+            self.position_embedding = np.concatenate([np.zeros((1, self.hidden_size)), patches])[
+                None
+            ].astype("float32")
+
+    def call(self, images, bool_masked_pos=None, training=None):
+        patches = self.patch_projection(images)
+        patches = ops.reshape(patches, (-1, self.num_tokens - 1, self.hidden_size))
+        if bool_masked_pos is not None:
+            if not self.use_mask_token:
+                raise ValueError(
+                    "bool_masked_pos needs a mask token: build the model with use_mask_token=True."
+                )
+            mask = ops.cast(ops.expand_dims(bool_masked_pos, -1), patches.dtype)
+            patches = patches * (1 - mask) + ops.cast(self.mask_token, patches.dtype) * mask
+        cls = ops.broadcast_to(
+            ops.cast(self.cls_token, patches.dtype), (ops.shape(patches)[0], 1, self.hidden_size)
+        )
+        tokens = ops.concatenate([cls, patches], axis=1)
+        tokens = tokens + ops.cast(self.position_embedding, tokens.dtype)
+        return self.dropout(tokens, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.num_tokens, self.hidden_size)
+
+    def own_weights(self) -> list:
+        """This layer's own weights (not its patch projection's), in the order Keras saves them."""
+        tokens = [self.cls_token, self.mask_token] if self.use_mask_token else [self.cls_token]
+        learned = self.position_embedding_type == "learned"
+        return tokens + [self.position_embedding] if learned else tokens
+
+    def save_own_variables(self, store):
+        super().save_own_variables(store)
+        store["grid_size"] = np.array(self.grid_size)
+
+    def load_own_variables(self, store):
+        source_grid = tuple(int(v) for v in store["grid_size"]) if "grid_size" in store else None
+        for index, variable in enumerate(self.own_weights()):
+            value = np.asarray(store[str(index)])
+            if variable is self.position_embedding:
+                value = fit_position_embedding(value, source_grid, self.grid_size, variable.shape)
+            variable.assign(value)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            hidden_size=self.hidden_size,
+            patch_size=self.patch_size,
+            grid_size=self.grid_size,
+            position_embedding=self.position_embedding_type,
+            dropout_rate=self.dropout_rate,
+            initializer_range=self.initializer_range,
+            use_mask_token=self.use_mask_token,
+        )
+        return config

@@ -1,0 +1,139 @@
+"""The weight-path contract: where each weight of a `ViT` lives, by its Keras path.
+
+Every saved file (`.keras`, `.weights.h5`) and every conversion relies on these
+paths, e.g. `encoder/layer_3/attention/query/kernel`, so they are defined here
+once. Conversion's name tables, the model-parallel layout map and the
+weight-decay rule are written in terms of these names. Never rename one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+# Layers at the top of the model.
+EMBEDDINGS = "embeddings"
+PATCH_PROJECTION = "embeddings/patch_projection"
+CLS_TOKEN = "embeddings/cls_token"
+MASK_TOKEN = "embeddings/mask_token"
+POSITION_EMBEDDING = "embeddings/position_embedding"
+FINAL_LAYERNORM = "layernorm"
+PRE_LOGITS = "pre_logits"
+HEAD = "head"
+
+# Sublayers of block N, under `encoder/layer_N/`.
+QUERY = "attention/query"
+KEY = "attention/key"
+VALUE = "attention/value"
+ATTENTION_OUTPUT = "attention/output"
+LAYERNORM_BEFORE = "layernorm_before"
+LAYERNORM_AFTER = "layernorm_after"
+MLP_FC1 = "mlp_fc1"
+MLP_FC2 = "mlp_fc2"
+BLOCK_SUBLAYERS = (
+    QUERY,
+    KEY,
+    VALUE,
+    ATTENTION_OUTPUT,
+    LAYERNORM_BEFORE,
+    LAYERNORM_AFTER,
+    MLP_FC1,
+    MLP_FC2,
+)
+
+# Weights that are whole tables rather than layers' variables.
+TABLES = (CLS_TOKEN, MASK_TOKEN, POSITION_EMBEDDING)
+LAYERNORMS = (FINAL_LAYERNORM, LAYERNORM_BEFORE, LAYERNORM_AFTER)
+
+_BLOCK = re.compile(r"^encoder/layer_(\d+)/(.+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightPath:
+    """A weight path taken apart.
+
+    Attributes:
+        block: the encoder block's index, or `None` outside the encoder.
+        layer: the layer's path, within the block for block weights
+            (`attention/query`), else from the top (`embeddings/patch_projection`);
+            for a table, the table's own path.
+        variable: the variable's name (`kernel`, `bias`, `gamma`, `beta`), or
+            `None` for a table.
+    """
+
+    block: int | None
+    layer: str
+    variable: str | None
+
+
+def block_path(index: int, sublayer: str) -> str:
+    """The path of a block's sublayer.
+
+    Args:
+        index: the block's index.
+        sublayer: one of `BLOCK_SUBLAYERS`.
+
+    Returns:
+        e.g. `encoder/layer_3/attention/query`.
+
+    Example:
+        >>> block_path(3, MLP_FC1)
+        'encoder/layer_3/mlp_fc1'
+    """
+    return f"encoder/layer_{index}/{sublayer}"
+
+
+def every_block_pattern(sublayer: str, variable: str) -> str:
+    """A regex matching one variable of one sublayer in every block.
+
+    Args:
+        sublayer: one of `BLOCK_SUBLAYERS`.
+        variable: `kernel`, `bias`, ...
+
+    Returns:
+        e.g. `encoder/layer_\\d+/attention/query/kernel`, as `keras.distribution.LayoutMap` takes.
+
+    Example:
+        >>> pattern = every_block_pattern(QUERY, "kernel")
+        >>> bool(re.fullmatch(pattern, "encoder/layer_7/attention/query/kernel"))
+        True
+    """
+    return rf"encoder/layer_\d+/{re.escape(sublayer)}/{variable}"
+
+
+def parse(path: str) -> WeightPath:
+    """Takes a weight path apart into block, layer and variable.
+
+    Args:
+        path: a Keras weight path, e.g. `encoder/layer_3/attention/query/kernel`.
+
+    Returns:
+        A `WeightPath`; paths outside the contract (a LoRA or quantization
+        variable, say) parse the same way, by their last component.
+
+    Example:
+        >>> parse("encoder/layer_3/attention/query/kernel")
+        WeightPath(block=3, layer='attention/query', variable='kernel')
+    """
+    if path in TABLES:
+        return WeightPath(None, path, None)
+    block = _BLOCK.match(path)
+    inner = block.group(2) if block else path
+    layer, _, variable = inner.rpartition("/")
+    return WeightPath(int(block.group(1)) if block else None, layer, variable)
+
+
+def is_layernorm(path: str) -> bool:
+    """Whether `path` is a LayerNorm's scale or offset.
+
+    Args:
+        path: a Keras weight path.
+
+    Returns:
+        True for `layernorm/*` and every block's `layernorm_before/*` and `layernorm_after/*`.
+
+    Example:
+        >>> is_layernorm("encoder/layer_0/layernorm_after/gamma")
+        True
+    """
+    return parse(path).layer in LAYERNORMS
