@@ -2,7 +2,7 @@
 
     python benchmarks/bench_inference.py [--runs 5] [--backends jax,tensorflow,torch]
         [--workloads ViTB16:1,ViTB16:8,ViTTi16:32] [--kinds fp32,bf16] [--budget 30]
-        [--keras-hub no]
+        [--keras-hub no] [--baseline REF]
     python benchmarks/bench_inference.py --smoke      # tiny sizes, to check the script
 
 Workloads: ViT-B/16 at 224 with batch 1 and batch 8, and ViT-Ti/16 at 224 with
@@ -22,6 +22,15 @@ Rows it projects above `--budget` seconds per batch are skipped, and a row
 whose second warm-up batch takes over 10 s is timed once. Every other figure is
 the median of `--runs` batches after `--warmup`, timed in turns. The table goes
 to stdout and to `benchmarks/results/inference.md`.
+
+`--baseline REF` (a git ref: `HEAD~1`, a commit) checks a change for speed
+regressions: it times this tree's keras_vit against REF's, checked out in a
+temporary git worktree (`checkout.baseline_checkout`), on each backend and
+nothing else. A `keras_vit@REF BACKEND` worker runs this script but imports
+REF's keras_vit; its rows come in the same turns as `keras_vit BACKEND`'s,
+and the ratio column is `vs baseline`: this tree's img/s over REF's for the
+same backend, precision and workload. The tables go to
+`benchmarks/results/inference_baseline.md`.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
     python benchmarks/bench_training.py [--runs 5] [--backends jax,tensorflow,torch]
         [--workloads ViTB16:8] [--kinds fp32,bf16] [--budget 30] [--keras-hub yes]
+        [--baseline REF]
     python benchmarks/bench_training.py --smoke       # tiny sizes, to check the script
 
 A step is the forward pass, the backward pass and an AdamW update of every
@@ -18,8 +19,10 @@ Implementations, each in its own process (`harness.Worker`):
   state included) need more than this machine's 24 GB, and the kernel killed one.
 
 A training step costs about 3x the forward FLOPs, and the roofline uses that.
-Timing, budget and output follow `bench_inference.py`; the table goes to
-`benchmarks/results/training.md`.
+Timing, budget, output and `--baseline` follow `bench_inference.py`; the table
+goes to `benchmarks/results/training.md` (`training_baseline.md` with
+`--baseline`). A baseline run starts two training workers per backend; where
+memory is short, run one `--backends` at a time.
 """
 
 from __future__ import annotations

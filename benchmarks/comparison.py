@@ -6,6 +6,10 @@ the same run (`measure_matmul_rates`); a model's matmul FLOPs divided by that
 rate is the fastest it could go. Rows the roofline says would take longer than
 a budget per batch (bf16 on a CPU without native bf16) are skipped with the
 projection shown instead of a figure.
+
+With `--baseline REF` only keras_vit runs, this tree's against REF's
+(`checkout.baseline_checkout`), and the ratio column compares each row with
+the baseline's row of the same backend, precision and workload.
 """
 
 from __future__ import annotations
@@ -13,10 +17,21 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import workloads
-from harness import Worker, alternate, error_cell, serve, start_peer_workers, write_results
+from checkout import baseline_checkout, this_tree
+from harness import (
+    Worker,
+    alternate,
+    cpu_line,
+    error_cell,
+    serve,
+    start_peer_workers,
+    write_results,
+)
 
 
 @dataclass
@@ -72,6 +87,30 @@ def skip_beyond_budget(
             )
 
 
+def reference_speeds(rows: list[Row], speeds: list[float | None]) -> tuple[str, list]:
+    """The ratio column: its heading, and the img/s each row is divided by.
+
+    With baseline workers in `rows`, a row's reference is the baseline row of the same
+    backend and case (a baseline row is its own); otherwise the best transformers figure
+    of the row's precision class.
+
+    Returns:
+        `(heading, references)`, one reference per row; None where there is none.
+    """
+    if any(row.worker.baseline for row in rows):
+        baseline = {
+            (row.worker.backend, row.case): speed
+            for row, speed in zip(rows, speeds, strict=True)
+            if row.worker.baseline
+        }
+        return "vs baseline", [baseline.get((row.worker.backend, row.case)) for row in rows]
+    best: dict[str, float] = {}
+    for row, speed in zip(rows, speeds, strict=True):
+        if row.label.startswith("transformers") and speed:
+            best[row.kind] = max(best.get(row.kind, 0.0), speed)
+    return "vs best transformers", [best.get(row.kind) for row in rows]
+
+
 def table(
     title: str,
     rows: list[Row],
@@ -80,8 +119,9 @@ def table(
     image_gflop: float,
     rates: dict[tuple[str, str], float],
 ) -> str:
-    """A markdown table: ms per batch, img/s, ratio to the best transformers figure of the
-    same precision class, and the share of the roofline.
+    """A markdown table: ms per batch, img/s, a ratio (`reference_speeds`: to the best
+    transformers figure of the same precision class, or to the baseline's row), and the
+    share of the roofline.
 
     Args:
         title: the heading line.
@@ -93,24 +133,21 @@ def table(
     """
     peak = {kind: max(v for (_, k), v in rates.items() if k == kind) for kind in ("fp32", "bf16")}
     speeds = [None if median is None else batch / median for median in medians]
-    best: dict[str, float] = {}
-    for row, speed in zip(rows, speeds, strict=True):
-        if row.label.startswith("transformers") and speed:
-            best[row.kind] = max(best.get(row.kind, 0.0), speed)
+    versus, references = reference_speeds(rows, speeds)
     lines = [
         f"{title}: {image_gflop:.1f} GFLOP/image, roofline {peak['fp32'] / image_gflop:.2f} img/s "
         f"fp32 and {peak['bf16'] / image_gflop:.2f} bf16",
         "",
-        "| implementation | precision | ms / batch | img/s | vs best transformers | vs roofline |",
+        f"| implementation | precision | ms / batch | img/s | {versus} | vs roofline |",
         "|---|---|---|---|---|---|",
     ]
-    for row, median, speed in zip(rows, medians, speeds, strict=True):
+    for row, median, speed, reference in zip(rows, medians, speeds, references, strict=True):
         if speed is None:
             lines.append(
                 f"| {row.label} | {row.precision} | {error_cell(row.worker, row.case)} | | | |"
             )
             continue
-        ratio = f"{speed / best[row.kind]:.2f}x" if row.kind in best else "n/a"
+        ratio = f"{speed / reference:.2f}x" if reference else "n/a"
         once = " (1 run)" if row.case in row.worker.single_run else ""
         lines.append(
             f"| {row.label} | {row.precision} | {median * 1000:.0f}{once} | {speed:.2f} | {ratio} "
@@ -165,6 +202,11 @@ def command_line(description: str) -> argparse.Namespace:
     parser.add_argument(
         "--keras-hub", choices=("yes", "no"), help="time keras-hub too (default: per script)"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="time keras_vit against the keras_vit of git REF (e.g. HEAD~1), and nothing else",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     return parser.parse_args()
@@ -174,7 +216,12 @@ def run(benchmark: Benchmark, args: argparse.Namespace) -> None:
     """Runs a worker (`--worker`) or the whole comparison: starts the workers,
     measures the matmul rates, times every workload's rows in turns (one
     precision class at a time), prints the tables and writes them to
-    `benchmarks/results/` (not for `--smoke`)."""
+    `benchmarks/results/` (not for `--smoke`).
+
+    With `--baseline REF` the workers are keras_vit's on each backend, each twinned
+    with one importing REF's keras_vit from a temporary worktree, and the tables go to
+    `<results_file stem>_baseline.md`.
+    """
     settings = benchmark.smoke if args.smoke else benchmark.full
     image_size, matmul = settings["image_size"], settings["matmul"]
     runs, warmup = (2, 1) if args.smoke else (args.runs, args.warmup)
@@ -189,36 +236,49 @@ def run(benchmark: Benchmark, args: argparse.Namespace) -> None:
 
         serve(build, warmup)
         return
-    forwarded = [f"--warmup={warmup}", *(["--smoke"] if args.smoke else [])]
-    keras_hub = (
-        benchmark.keras_hub_by_default if args.keras_hub is None else args.keras_hub == "yes"
-    )
-    workers = start_peer_workers(benchmark.script, args.backends.split(","), forwarded, keras_hub)
-    rates = measure_matmul_rates(list(workers.values()), matmul, runs)
-    print(f"matmul GFLOP/s: {rates_line(rates)}\n", flush=True)
-    sections = []
-    for workload in (args.workloads or settings["workloads"]).split(","):
-        variant, batch = workload.split(":")
-        gflop = benchmark.image_gflop(variant, image_size)
-        rows = [
-            row
-            for row in benchmark.rows_for(variant, int(batch), workers)
-            if row.kind in args.kinds
-        ]
-        skip_beyond_budget(rows, gflop * int(batch), rates, args.budget)
-        timed = {}  # one precision class at a time, so that workers hold one model each
-        for kind in ("fp32", "bf16"):
-            pairs = [(row.worker, row.case) for row in rows if row.kind == kind]
-            timed.update(zip(pairs, alternate(pairs, runs), strict=True))
-        medians = [timed[row.worker, row.case] for row in rows]
-        title = f"### {benchmark.heading}, {variant} at {image_size}x{image_size}, batch {batch}"
-        sections.append(table(title, rows, medians, int(batch), gflop, rates))
-        print(sections[-1] + "\n", flush=True)
-    for worker in workers.values():
-        worker.close()
+    checkout = baseline_checkout(args.baseline) if args.baseline else nullcontext()
+    with checkout as baseline:  # a baseline run times keras_vit against REF's, and only that
+        forwarded = [f"--warmup={warmup}", *(["--smoke"] if args.smoke else [])]
+        keras_hub = (
+            benchmark.keras_hub_by_default if args.keras_hub is None else args.keras_hub == "yes"
+        )
+        backends = args.backends.split(",")
+        workers = start_peer_workers(benchmark.script, backends, forwarded, keras_hub, baseline)
+        rates = measure_matmul_rates(list(workers.values()), matmul, runs)
+        print(f"matmul GFLOP/s: {rates_line(rates)}\n", flush=True)
+        sections = []
+        for workload in (args.workloads or settings["workloads"]).split(","):
+            variant, batch = workload.split(":")
+            gflop = benchmark.image_gflop(variant, image_size)
+            rows = [
+                row
+                for row in benchmark.rows_for(variant, int(batch), workers)
+                if row.kind in args.kinds
+            ]
+            skip_beyond_budget(rows, gflop * int(batch), rates, args.budget)
+            timed = {}  # one precision class at a time, so that workers hold one model each
+            for kind in ("fp32", "bf16"):
+                pairs = [(row.worker, row.case) for row in rows if row.kind == kind]
+                timed.update(zip(pairs, alternate(pairs, runs), strict=True))
+            medians = [timed[row.worker, row.case] for row in rows]
+            title = (
+                f"### {benchmark.heading}, {variant} at {image_size}x{image_size}, batch {batch}"
+            )
+            sections.append(table(title, rows, medians, int(batch), gflop, rates))
+            print(sections[-1] + "\n", flush=True)
+        for worker in workers.values():
+            worker.close()
     header = (
         f"# {benchmark.heading} (median of {runs} batches after {warmup} warm-up)\n\n"
+        f"{cpu_line()}\n\n"
         f"Matmul GFLOP/s measured in this run: {rates_line(rates)}."
     )
+    results_file = benchmark.results_file
+    if baseline:
+        header += (
+            f"\n\n`keras_vit@{baseline.ref}` is commit {baseline.commit}; `keras_vit` is the "
+            f"working tree, at {this_tree()}."
+        )
+        results_file = Path(results_file).stem + "_baseline.md"
     if not args.smoke:
-        write_results(benchmark.results_file, header, sections)
+        write_results(results_file, header, sections)

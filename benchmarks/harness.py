@@ -5,6 +5,9 @@ its cases (`Worker.prepare`), then times one batch per worker in round-robin
 order (`alternate`), so drift on a shared machine hits every implementation
 alike. A worker is the benchmark script itself run with `--worker ...`; it calls
 `serve` with a function that turns a case name into a zero-argument step.
+
+With a baseline checkout (`checkout.baseline_checkout`), each keras_vit worker
+gets a twin that runs the same script but imports the checkout's keras_vit.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from checkout import Checkout, with_pythonpath
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # quiet TensorFlow, in the parent too
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -39,7 +44,8 @@ def serve(build: Callable[[str], Callable[[], object]], warmup: int) -> None:
     """
     steps: dict[str, Callable[[], object]] = {}
     single: dict[str, float] = {}
-    print(json.dumps({"ready": True}), flush=True)
+    keras_vit = importlib.util.find_spec("keras_vit").origin  # which checkout, for the parent
+    print(json.dumps({"ready": True, "keras_vit": keras_vit}), flush=True)
     for line in sys.stdin:
         command, case = line.split(maxsplit=1)
         case = case.strip()
@@ -72,12 +78,30 @@ def timed(step: Callable[[], object]) -> float:
 
 
 class Worker:
-    """A worker process of one implementation (a library on one Keras backend)."""
+    """A worker process of one implementation (a library on one Keras backend).
 
-    def __init__(self, label: str, argv: list[str], backend: str = "torch"):
+    Args:
+        label: the implementation's name in the tables.
+        argv: the worker's command line, after the interpreter.
+        backend: its `KERAS_BACKEND`.
+        keras_vit_from: a checkout to import keras_vit from (put first on PYTHONPATH),
+            making this a baseline worker; None: whichever keras_vit the environment imports.
+    """
+
+    def __init__(
+        self,
+        label: str,
+        argv: list[str],
+        backend: str = "torch",
+        keras_vit_from: Path | None = None,
+    ):
         env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+        if keras_vit_from:
+            env = with_pythonpath(keras_vit_from, env)
         self.label = label
         self.backend = backend
+        self.keras_vit_from = keras_vit_from
+        self.baseline = keras_vit_from is not None
         self.process = subprocess.Popen(
             [sys.executable, *argv],
             env=env,
@@ -90,9 +114,16 @@ class Worker:
         self.single_run: set[str] = set()
 
     def wait_until_ready(self) -> None:
-        """Waits for the worker's imports to finish; raises if it died."""
-        if "ready" not in self._reply():
+        """Waits for the worker's imports to finish; raises if it died, or if a baseline
+        worker would import another keras_vit than its checkout's."""
+        reply = self._reply()
+        if "ready" not in reply:
             raise RuntimeError(f"the {self.label} worker failed to start")
+        source = self.keras_vit_from
+        if source and not Path(reply["keras_vit"]).is_relative_to(source):
+            raise RuntimeError(
+                f"the {self.label} worker imports {reply['keras_vit']}, not {source}"
+            )
 
     def _reply(self) -> dict:
         line = self.process.stdout.readline()
@@ -170,28 +201,57 @@ def error_cell(worker: Worker, case: str) -> str:
 
 
 def start_peer_workers(
-    script: str, backends: list[str], forwarded: list[str], keras_hub: bool = True
+    script: str,
+    backends: list[str],
+    forwarded: list[str],
+    keras_hub: bool = True,
+    baseline: Checkout | None = None,
 ) -> dict[str, Worker]:
     """Workers of keras_vit per backend, transformers, and (if `keras_hub` and it is
-    installed) keras-hub per backend.
+    installed) keras-hub per backend; or, with a `baseline`, keras_vit only.
 
-    Each runs `script --worker LIBRARY *forwarded`.
+    Args:
+        script: the benchmark script; each worker runs `script --worker LIBRARY *forwarded`.
+        backends: the Keras backends of the keras_vit and keras-hub workers.
+        forwarded: options passed on to every worker.
+        keras_hub: whether to start keras-hub workers, if keras-hub is installed.
+        baseline: a checkout of another commit: next to each `keras_vit BACKEND` worker,
+            start a `keras_vit@REF BACKEND` one importing its keras_vit, and no others.
+
+    Returns:
+        The started workers by label, each keras_vit one followed by its baseline twin.
     """
 
-    def start(label: str, library: str, backend: str = "torch") -> Worker:
-        return Worker(label, [script, "--worker", library, *forwarded], backend)
+    def start(label: str, library: str, backend: str = "torch", source: Path | None = None):
+        return Worker(label, [script, "--worker", library, *forwarded], backend, source)
 
-    workers = {
-        f"keras_vit {backend}": start(f"keras_vit {backend}", "keras_vit", backend)
-        for backend in backends
-    }
-    workers["transformers"] = start("transformers", "transformers")
-    if keras_hub and importlib.util.find_spec("keras_hub"):
+    workers = {}
+    for backend in backends:
+        workers[f"keras_vit {backend}"] = start(f"keras_vit {backend}", "keras_vit", backend)
+        if baseline:
+            label = f"keras_vit@{baseline.ref} {backend}"
+            workers[label] = start(label, "keras_vit", backend, baseline.path)
+    if not baseline:
+        workers["transformers"] = start("transformers", "transformers")
+    if keras_hub and not baseline and importlib.util.find_spec("keras_hub"):
         for backend in backends:
             workers[f"keras-hub {backend}"] = start(f"keras-hub {backend}", "keras_hub", backend)
     for worker in workers.values():  # they start concurrently
         worker.wait_until_ready()
     return workers
+
+
+def cpu_line() -> str:
+    """`lscpu`'s model name and vector-instruction flags (AVX, AMX, FMA), for the results."""
+    try:
+        output = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "CPU: unknown (lscpu failed)"
+    fields = dict(line.split(":", 1) for line in output.splitlines() if ":" in line)
+    flags = [
+        flag for flag in fields.get("Flags", "").split() if flag.startswith(("avx", "amx", "fma"))
+    ]
+    return f"CPU: {fields.get('Model name', 'unknown').strip()}; flags: {' '.join(flags) or 'none'}"
 
 
 def write_results(filename: str, header: str, sections: list[str]) -> Path:

@@ -13,8 +13,7 @@ def load_image(path: str | os.PathLike, max_side: int = 1024) -> np.ndarray:
     The image is reduced while it is decoded: JPEG decodes straight at a
     smaller scale; other formats (PNG) are decoded once in their own mode and
     shrunk before anything else sees them. A small file that declares huge pixel
-    dimensions so never reaches preprocessing or plotting at its full size (a
-    13000x13000 PNG: 1.1 GiB peak for `keras-vit explain` instead of 12.6).
+    dimensions so never reaches preprocessing or plotting at its full size.
     Keeping 1024 pixels, over four times the usual 224 input, leaves the
     attention plots sharp while preprocessing resizes to the model's input anyway.
     Sizes PIL only warns about (1-2x `PIL.Image.MAX_IMAGE_PIXELS`) are read so.

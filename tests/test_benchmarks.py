@@ -14,12 +14,12 @@ from tests.test_distribution import JAX_CACHE, in_the_jax_pass_only
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_smoke(script: str, per_backend: bool = True, **env: str) -> str:
-    """Runs `benchmarks/<script> --smoke` (for this backend, if `per_backend`) with `env`
-    added to the environment; returns its stdout."""
+def run_smoke(script: str, *args: str, per_backend: bool = True, **env: str) -> str:
+    """Runs `benchmarks/<script> --smoke *args` (for this backend, if `per_backend`) with
+    `env` added to the environment; returns its stdout."""
     backends = [f"--backends={keras.backend.backend()}"] if per_backend else []
     result = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *backends],
+        [sys.executable, str(ROOT / "benchmarks" / script), "--smoke", *args, *backends],
         capture_output=True,
         text=True,
         timeout=300,
@@ -47,6 +47,39 @@ def test_speed_comparison_runs_end_to_end(script, precisions):
     ours = timed_rows(output, f"keras_vit {keras.backend.backend()}")
     assert set(ours) == precisions and all(speed > 0 for speed in ours.values())
     assert "| transformers" in output and "matmul GFLOP/s:" in output
+
+
+def worktrees() -> list[str]:
+    """The paths of this repository's git worktrees."""
+    listing = subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "list", "--porcelain"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [line.split(" ", 1)[1] for line in listing.splitlines() if line.startswith("worktree ")]
+
+
+def test_baseline_run_times_this_tree_against_a_checkout_of_another_commit():
+    output = run_smoke("bench_inference.py", "--baseline=HEAD", "--kinds=fp32")
+    backend = keras.backend.backend()
+    ours, theirs = f"keras_vit {backend}", f"keras_vit@HEAD {backend}"
+    assert (
+        "| implementation | precision | ms / batch | img/s | vs baseline | vs roofline |" in output
+    )
+    assert "| transformers" not in output and "| keras-hub" not in output
+    rows = [line.split("|")[1:-1] for line in output.splitlines() if line.startswith("| keras")]
+    cells = {row[0].strip(): [cell.strip() for cell in row] for row in rows}
+    assert set(cells) == {ours, theirs} and all(row[1] == "float32" for row in cells.values())
+    speed, base = float(cells[ours][3]), float(cells[theirs][3])
+    assert speed > 0 and base > 0
+    assert float(cells[ours][4].rstrip("x")) == pytest.approx(speed / base, abs=0.011)
+    assert cells[theirs][4] == "1.00x"
+    # The baseline worker imports the checkout's keras_vit and conversion, not this tree's.
+    line = next(line for line in output.splitlines() if line.startswith("baseline HEAD ("))
+    checkout = Path(line.split("keras_vit from ")[1].split("/keras_vit/__init__.py")[0])
+    assert not checkout.is_relative_to(ROOT) and f"{checkout}/keras_vit/conversion/" in line
+    assert not checkout.exists() and str(checkout) not in worktrees()  # removed at the end
 
 
 def test_conversion_benchmark_runs_end_to_end():

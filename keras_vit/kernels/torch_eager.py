@@ -35,14 +35,7 @@ def attention(query, key, value):
 
     SDPA takes `(B, heads, N, d)`: the transposes are views, so nothing is
     copied, where `keras.ops.dot_product_attention` would copy each input.
-
-    Args:
-        query: `(B, N, heads, d)`.
-        key: `(B, N, heads, d)`.
-        value: `(B, N, heads, d)`.
-
-    Returns:
-        The context, `(B, N, heads, d)`.
+    Takes and returns what `reference.attention` does, as torch tensors.
 
     Example:
         >>> q = torch.ones(1, 5, 2, 4)
@@ -57,13 +50,7 @@ def attention(query, key, value):
 def dense(inputs, kernel, bias=None):
     """`inputs @ kernel + bias` as one `torch.addmm`, the bias added inside the product.
 
-    Args:
-        inputs: `(..., K)`.
-        kernel: `(K, N)`.
-        bias: `(N,)`, or `None`.
-
-    Returns:
-        `(..., N)`.
+    Takes and returns what `reference.dense` does, as torch tensors.
 
     Example:
         >>> dense(torch.ones(2, 3), torch.ones(3, 4), torch.zeros(4)).shape
@@ -81,16 +68,8 @@ def layer_norm(inputs, gamma, beta, epsilon: float):
 
     Its CPU kernel accumulates the statistics in float32 itself, so the casts
     that Keras' generic LayerNorm makes around it are not needed. float32
-    inputs are normalised in float32.
-
-    Args:
-        inputs: `(..., D)`.
-        gamma: `(D,)`.
-        beta: `(D,)`.
-        epsilon: added to the variance.
-
-    Returns:
-        The normalised tensor, in the inputs' dtype.
+    inputs are normalised in float32. Takes what `reference.layer_norm` does,
+    and returns the normalised tensor in the inputs' dtype.
 
     Example:
         >>> layer_norm(torch.ones(2, 8), torch.ones(8), torch.zeros(8), 1e-6).shape
@@ -108,14 +87,7 @@ def patch_projection(images, kernel, bias=None):
     A convolution whose stride is its kernel size is a matrix product of the
     flattened patches with the kernel. oneDNN's convolution would re-lay out
     the `(ph, pw, C, D)` kernel and the channels-last input on every call.
-
-    Args:
-        images: `(B, H, W, C)`.
-        kernel: `(ph, pw, C, D)`.
-        bias: `(D,)`, or `None`.
-
-    Returns:
-        The patch grid `(B, H // ph, W // pw, D)`.
+    Takes and returns what `reference.patch_projection` does, as torch tensors.
 
     Example:
         >>> patch_projection(torch.ones(1, 8, 8, 3), torch.ones(4, 4, 3, 5)).shape

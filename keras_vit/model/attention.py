@@ -7,7 +7,7 @@ from keras import ops
 
 from keras_vit.kernels import KERNELS, attention_with_probabilities
 from keras_vit.model.initializers import truncated_normal
-from keras_vit.model.layers import Linear
+from keras_vit.model.layers import Linear, constructor_config
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -101,12 +101,4 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            hidden_size=self.hidden_size,
-            num_heads=self.num_heads,
-            qkv_bias=self.qkv_bias,
-            dropout_rate=self.dropout_rate,
-            initializer_range=self.initializer_range,
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

@@ -8,7 +8,7 @@ from keras_vit.kernels import KERNELS
 from keras_vit.model.activations import get_activation
 from keras_vit.model.attention import MultiHeadSelfAttention
 from keras_vit.model.initializers import truncated_normal
-from keras_vit.model.layers import LayerNorm, Linear
+from keras_vit.model.layers import LayerNorm, Linear, constructor_config
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -124,20 +124,7 @@ class EncoderBlock(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            hidden_size=self.hidden_size,
-            num_heads=self.num_heads,
-            intermediate_size=self.intermediate_size,
-            hidden_act=self.hidden_act,
-            layer_norm_eps=self.layer_norm_eps,
-            qkv_bias=self.qkv_bias,
-            dropout_rate=self.dropout_rate,
-            attention_dropout_rate=self.attention_dropout_rate,
-            drop_path_rate=self.drop_path_rate,
-            initializer_range=self.initializer_range,
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -213,10 +200,4 @@ class Encoder(keras.layers.Layer):
         return input_shape
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            num_layers=self.num_layers,
-            block_config=self.block_config,
-            drop_path_rate=self.drop_path_rate,
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

@@ -7,10 +7,31 @@ serialization, LoRA and quantization of `Dense`, `LayerNormalization` and
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 import keras
 from keras import ops
 
 from keras_vit.kernels import KERNELS
+
+
+def constructor_config(layer: keras.layers.Layer) -> dict[str, Any]:
+    """A layer's constructor arguments, read back from its attributes of the same names.
+
+    Args:
+        layer: a layer that keeps each constructor argument as an attribute of
+            the argument's name.
+
+    Returns:
+        Argument name -> value, for `get_config`.
+
+    Example:
+        >>> constructor_config(MultiHeadSelfAttention(32, 2))["num_heads"]
+        2
+    """
+    parameters = inspect.signature(type(layer).__init__).parameters
+    return {name: getattr(layer, name) for name in parameters if name not in ("self", "kwargs")}
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")

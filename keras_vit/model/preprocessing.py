@@ -10,6 +10,7 @@ import numpy as np
 from keras import ops
 
 from keras_vit.model.config import as_pair
+from keras_vit.model.layers import constructor_config
 
 
 @functools.lru_cache(maxsize=64)
@@ -152,11 +153,4 @@ class ImageProcessor(keras.layers.Layer):
         return image.astype(np.float32)
 
     def get_config(self):
-        config = super().get_config()
-        config.update(
-            image_size=self.image_size,
-            image_mean=self.image_mean,
-            image_std=self.image_std,
-            rescale_factor=self.rescale_factor,
-        )
-        return config
+        return {**super().get_config(), **constructor_config(self)}

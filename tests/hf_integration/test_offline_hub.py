@@ -21,7 +21,7 @@ from keras_vit import ViT
 from keras_vit.cli import main
 from tests.conftest import randomize_head, to_numpy
 from tests.conversion.conftest import make_hf_model, random_images
-from tests.hub.test_pretrained_hub import tiny_model
+from tests.hf_integration.test_pretrained_hub import tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PLANTED, PUSHED, UNCACHED = "google/vit-tiny-patch8-32", "me/pushed-vit", "org/uncached"
