@@ -109,3 +109,18 @@ def pets_dir(tmp_path_factory):
             image = Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).convert(mode)
             image.save(root / pet / f"{index}.{extension}")
     return root
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    """A folder of unrelated files; returns a function that asserts they are intact."""
+    files = {tmp_path / "thesis.tex": "chapter 1", tmp_path / "data" / "labels.csv": "a,b"}
+    for path, text in files.items():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+
+    def intact():
+        for path, text in files.items():
+            assert path.read_text() == text
+
+    return intact

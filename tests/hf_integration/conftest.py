@@ -4,9 +4,10 @@ Environment. `huggingface_hub` copies `HF_ENDPOINT`, `HF_HOME`, `HF_HUB_CACHE`, 
 `HF_HUB_DISABLE_XET`, ... into `huggingface_hub.constants` when it is first imported, and later
 changes to `os.environ` are ignored. So `start_session_hub()` must run before the first import
 of `huggingface_hub` or `transformers` in the pytest process. This conftest calls it at import
-time, which is enough for `pytest tests/hub`; when the whole `tests/` tree is collected, pytest
-imports `tests/conversion/*` (which imports `transformers`) before this file, so
-`tests/conftest.py` must call `tests.support.hub_server.start_session_hub()` at its top, too. If it ran
+time, which is enough for `pytest tests/hf_integration`; when the whole `tests/` tree is
+collected, pytest imports `tests/conversion/*` (which imports `transformers`) before this file, so
+`tests/conftest.py` must call `tests.support.hub_server.start_session_hub()` at its top,
+too. If it ran
 too late, every test using the `hub` fixture fails with an explanation (other tests still run).
 
 Isolation. Each test starts with no repos, an empty request log, an empty `HF_HUB_CACHE` (the

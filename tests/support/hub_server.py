@@ -673,8 +673,8 @@ def start_session_hub() -> HubServer:
     if constants is not None and getattr(constants, "ENDPOINT", None) != _SESSION.endpoint:
         raise RuntimeError(
             "huggingface_hub was imported before start_session_hub() ran, so it still points at "
-            f"{constants.ENDPOINT}. Call tests.support.hub_server.start_session_hub() at the top of "
-            "tests/conftest.py, before anything imports huggingface_hub or transformers."
+            f"{constants.ENDPOINT}. Call tests.support.hub_server.start_session_hub() at the top "
+            "of tests/conftest.py, before anything imports huggingface_hub or transformers."
         )
     return _SESSION
 
