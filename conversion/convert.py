@@ -1,4 +1,4 @@
-"""Weights between transformers' ViT state dicts and keras_vit, in numpy.
+"""Weights between transformers' ViT-family state dicts and keras_vit, in numpy.
 
 `hf_to_keras` checks a whole checkpoint against the Keras weights it must
 fill before converting anything, and reports every missing, unexpected and
@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 import numpy as np
 
 from keras_vit.conversion.checkpoint import Checkpoint
+from keras_vit.conversion.families import family_of
 from keras_vit.conversion.names import (
     canonical_hf_name,
     hf_file_name,
@@ -21,6 +22,7 @@ from keras_vit.conversion.names import (
     to_hf_layout,
     to_keras_layout,
 )
+from keras_vit.model.config import ViTConfig
 from keras_vit.model.embeddings import fit_position_embedding
 from keras_vit.model.weight_paths import POSITION_EMBEDDING
 
@@ -35,8 +37,9 @@ def hf_to_keras(
     source_grid: tuple[int, int],
     target_grid: tuple[int, int],
     ignore_prefixes: tuple[str, ...] = (),
+    config: ViTConfig | None = None,
 ) -> Iterator[tuple[str, np.ndarray]]:
-    """Converts a transformers ViT checkpoint to keras_vit weights.
+    """Converts a transformers ViT-family checkpoint to keras_vit weights.
 
     Args:
         checkpoint: the transformers tensors (any naming, see `canonical_hf_name`).
@@ -46,6 +49,8 @@ def hf_to_keras(
             resampled when it differs.
         ignore_prefixes: canonical name prefixes deliberately left unused
             (e.g. `"classifier."` when a new head replaces the old one).
+        config: the model's config, which names the family (`model_type`) and
+            its MLP and heads; a plain ViT by default.
 
     Returns:
         An iterator of `(keras_path, array)`, after the whole checkpoint has
@@ -57,14 +62,15 @@ def hf_to_keras(
     Example:
         >>> weights = dict(hf_to_keras(read_checkpoint(d), shapes, (14, 14), (14, 14)))
     """
-    sources = {canonical_hf_name(name): name for name in checkpoint}
+    family = family_of(config.model_type if config else "vit")
+    sources = {canonical_hf_name(name, family): name for name in checkpoint}
     missing, mismatched, plan = [], [], []
     for path, shape in target_shapes.items():
-        canonical = hf_name_for(path)
+        canonical = hf_name_for(path, config)
         if canonical not in sources:
             missing.append(f"{canonical} (for {path}, shape {tuple(shape)})")
             continue
-        found = keras_shape(path, checkpoint.shapes[sources[canonical]])
+        found = keras_shape(path, checkpoint.shapes[sources[canonical]], family)
         if path == POSITION_EMBEDDING and source_grid != target_grid:
             prefix_tokens = found[1] - source_grid[0] * source_grid[1]
             found = (found[0], prefix_tokens + target_grid[0] * target_grid[1], found[2])
@@ -75,6 +81,7 @@ def hf_to_keras(
         original
         for canonical, original in sources.items()
         if not canonical.startswith(ignore_prefixes)
+        and 0 not in checkpoint.shapes[original]  # an empty table holds nothing
     ]
     if missing or unexpected or mismatched:
         problems = [("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)]
@@ -87,19 +94,24 @@ def hf_to_keras(
             )
         )
     for path, name in plan:
-        array = to_keras_layout(path, checkpoint[name])
+        array = to_keras_layout(path, checkpoint[name], family)
         if path == POSITION_EMBEDDING:
             array = fit_position_embedding(array, source_grid, target_grid, target_shapes[path])
         yield path, array
 
 
-def keras_to_hf(weights: Mapping[str, np.ndarray], with_head: bool) -> dict[str, np.ndarray]:
+def keras_to_hf(
+    weights: Mapping[str, np.ndarray], with_head: bool, config: ViTConfig | None = None
+) -> dict[str, np.ndarray]:
     """Converts keras_vit weights to a transformers state dict.
 
     Args:
         weights: Keras weight path -> array, e.g. from `model.weights`.
-        with_head: name tensors as `ViTForImageClassification` does (backbone
-            under `vit.`, head as `classifier`); otherwise as `ViTModel`.
+        with_head: name tensors as the family's classifier does (backbone
+            under its prefix, e.g. `vit.`, heads at the top); otherwise as its
+            base model.
+        config: the model's config (the family and its options); a plain
+            ViT by default.
 
     Returns:
         Tensor name -> array in transformers' layout.
@@ -107,7 +119,15 @@ def keras_to_hf(weights: Mapping[str, np.ndarray], with_head: bool) -> dict[str,
     Example:
         >>> state = keras_to_hf({w.path: np.asarray(w) for w in model.weights}, True)
     """
-    return {
-        hf_file_name(hf_name_for(path), with_head): to_hf_layout(path, np.asarray(array))
+    family = family_of(config.model_type if config else "vit")
+    state = {
+        hf_file_name(hf_name_for(path, config), with_head, family): to_hf_layout(
+            path, np.asarray(array), family
+        )
         for path, array in weights.items()
     }
+    width = config.hidden_size if config else None
+    for table in family.always_stored:
+        name = hf_file_name(family.tables[table], with_head, family)
+        state.setdefault(name, np.zeros((1, 0, width), "float32"))
+    return state

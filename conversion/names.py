@@ -1,11 +1,13 @@
-"""Tensor names and layouts: transformers' ViT <-> keras_vit weight paths.
+"""Tensor names and layouts: transformers' ViT family <-> keras_vit weight paths.
 
-Every transformers naming is first brought to one canonical form: the legacy
-on-disk names of a `ViTModel` (`encoder.layer.N.attention.attention.query.weight`,
-no `vit.` prefix). Canonical names then map one-to-one onto Keras weight paths
+Every transformers naming is first brought to one canonical form: the family's
+on-disk names of its base model (`encoder.layer.N.attention.attention.query.weight`
+for ViT), without the backbone prefix a classifier adds (`vit.`, `deit.`, ...).
+Canonical names then map one-to-one onto Keras weight paths
 (`encoder/layer_N/attention/query/kernel`) with a layout change where needed:
 Dense kernels are transposed, the patch-projection kernel goes from torch's
-`(D, C, ph, pw)` to Keras' `(ph, pw, C, D)`.
+`(D, C, ph, pw)` to Keras' `(ph, pw, C, D)`, and tables a family stores flat
+(DINOv2's mask token) gain their batch axis.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import re
 
 import numpy as np
 
+from keras_vit.conversion.families import Family, family_of
 from keras_vit.model import weight_paths as paths
+from keras_vit.model.config import ViTConfig
 
 # transformers v5's in-memory module names -> the legacy on-disk names.
 _V5_NAMES = [
@@ -27,80 +31,75 @@ _V5_NAMES = [
     (r"^layers\.(\d+)\.", r"encoder.layer.\1."),
 ]
 
-# keras_vit's layers (`keras_vit.model.weight_paths`) -> canonical HF module names.
-_BLOCK_MODULES = {
-    paths.QUERY: "attention.attention.query",
-    paths.KEY: "attention.attention.key",
-    paths.VALUE: "attention.attention.value",
-    paths.ATTENTION_OUTPUT: "attention.output.dense",
-    paths.MLP_FC1: "intermediate.dense",
-    paths.MLP_FC2: "output.dense",
-    paths.LAYERNORM_BEFORE: "layernorm_before",
-    paths.LAYERNORM_AFTER: "layernorm_after",
-}
-_TOP_MODULES = {
-    paths.PATCH_PROJECTION: "embeddings.patch_embeddings.projection",
-    paths.FINAL_LAYERNORM: "layernorm",
-    paths.PRE_LOGITS: "pooler.dense",
-    paths.HEAD: "classifier",
-}
-_TABLES = {
-    paths.CLS_TOKEN: "embeddings.cls_token",
-    paths.POSITION_EMBEDDING: "embeddings.position_embeddings",
-    paths.MASK_TOKEN: "embeddings.mask_token",
-}
-_VARIABLES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias"}
-HEAD_PREFIX = "classifier."
-BACKBONE_PREFIX = "vit."
+_VARIABLES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "scale": "lambda1"}
+_PLAIN_VIT = ViTConfig()
 
 
-def canonical_hf_name(name: str) -> str:
-    """Brings any transformers ViT tensor name to the legacy `ViTModel` form.
+def canonical_hf_name(name: str, family: Family | None = None) -> str:
+    """Brings any transformers tensor name of a family to its canonical form.
 
     Args:
-        name: e.g. `vit.layers.0.attention.q_proj.weight` (v5 in memory) or
-            `vit.encoder.layer.0.attention.attention.query.weight` (on disk).
+        name: e.g. `vit.layers.0.attention.q_proj.weight` (ViT, v5 in memory),
+            `vit.encoder.layer.0.attention.attention.query.weight` (on disk) or
+            `dinov2.encoder.layer.0.norm1.weight`.
+        family: the checkpoint's family; ViT by default.
 
     Returns:
-        The name without `vit.` and in on-disk naming, e.g.
+        The name without the backbone prefix, in on-disk naming, e.g.
         `encoder.layer.0.attention.attention.query.weight`.
 
     Example:
         >>> canonical_hf_name("vit.layers.3.mlp.fc1.bias")
         'encoder.layer.3.intermediate.dense.bias'
     """
-    name = name.removeprefix(BACKBONE_PREFIX)
-    for pattern, replacement in _V5_NAMES:
-        name, count = re.subn(pattern, replacement, name)
-        if count:
-            break
+    family = family or family_of("vit")
+    if family.prefix:
+        name = name.removeprefix(family.prefix)
+    if family.model_type == "vit":
+        for pattern, replacement in _V5_NAMES:
+            name, count = re.subn(pattern, replacement, name)
+            if count:
+                break
     return name
 
 
-def hf_name_for(keras_path: str) -> str:
-    """The canonical HF tensor name of a keras_vit weight path.
+def hf_name_for(keras_path: str, config: ViTConfig | None = None) -> str:
+    """The canonical transformers tensor name of a keras_vit weight path.
 
     Args:
         keras_path: e.g. `encoder/layer_3/attention/query/kernel`.
+        config: the model's config: its `model_type` picks the family, its
+            `mlp_type` and `distillation_head` the MLP's and the heads' names.
+            A plain ViT by default.
 
     Returns:
         e.g. `encoder.layer.3.attention.attention.query.weight`.
+
+    Raises:
+        KeyError: the family has no tensor for this weight.
 
     Example:
         >>> hf_name_for("head/kernel")
         'classifier.weight'
     """
+    config = config or _PLAIN_VIT
+    family = family_of(config.model_type)
     weight = paths.parse(keras_path)
-    if weight.variable is None and keras_path in _TABLES:
-        return _TABLES[keras_path]
-    if weight.block is not None and weight.layer in _BLOCK_MODULES:
-        module = f"encoder.layer.{weight.block}.{_BLOCK_MODULES[weight.layer]}"
-    elif weight.block is None and weight.layer in _TOP_MODULES:
-        module = _TOP_MODULES[weight.layer]
+    module = None
+    if weight.variable is None and keras_path in family.tables:
+        return family.tables[keras_path]
+    if weight.block is not None:
+        sublayer = family.block_module(weight.layer, config.mlp_type)
+        module = sublayer and family.block.format(weight.block) + sublayer
+    elif weight.layer in family.top_modules:
+        module = family.top_modules[weight.layer]
     else:
-        module = None
+        module = family.head_modules(config.distillation_head).get(weight.layer)
     if module is None or weight.variable not in _VARIABLES:
-        raise KeyError(f"keras_vit weight {keras_path!r} has no transformers counterpart.")
+        raise KeyError(
+            f"keras_vit weight {keras_path!r} has no counterpart in transformers' "
+            f"{config.model_type!r} models."
+        )
     return f"{module}.{_VARIABLES[weight.variable]}"
 
 
@@ -113,24 +112,34 @@ def _to_keras_axes(keras_path: str, ndim: int) -> tuple[int, ...]:
     return tuple(range(ndim))
 
 
-def keras_shape(keras_path: str, hf_shape: tuple) -> tuple:
+def _is_flat(keras_path: str, family: Family | None) -> bool:
+    return family is not None and keras_path in family.flat_tables
+
+
+def keras_shape(keras_path: str, hf_shape: tuple, family: Family | None = None) -> tuple:
     """The shape a transformers tensor of `hf_shape` has in Keras' layout."""
-    return tuple(hf_shape[axis] for axis in _to_keras_axes(keras_path, len(hf_shape)))
+    shape = tuple(hf_shape[axis] for axis in _to_keras_axes(keras_path, len(hf_shape)))
+    return (1, *shape) if _is_flat(keras_path, family) else shape
 
 
-def to_keras_layout(keras_path: str, tensor: np.ndarray) -> np.ndarray:
+def to_keras_layout(keras_path: str, tensor: np.ndarray, family: Family | None = None) -> np.ndarray:
     """Converts a transformers tensor to the layout of the Keras weight at `keras_path`."""
-    return tensor.transpose(_to_keras_axes(keras_path, tensor.ndim))
+    array = tensor.transpose(_to_keras_axes(keras_path, tensor.ndim))
+    return array[None] if _is_flat(keras_path, family) else array
 
 
-def to_hf_layout(keras_path: str, array: np.ndarray) -> np.ndarray:
+def to_hf_layout(keras_path: str, array: np.ndarray, family: Family | None = None) -> np.ndarray:
     """Converts a Keras weight to transformers' layout (the inverse of `to_keras_layout`)."""
+    if _is_flat(keras_path, family):
+        array = array[0]
     return array.transpose(np.argsort(_to_keras_axes(keras_path, array.ndim)))
 
 
-def hf_file_name(canonical: str, with_head: bool) -> str:
-    """The name a canonical tensor has in a saved `ViTModel` (`with_head=False`)
-    or `ViTForImageClassification` checkpoint (backbone under `vit.`)."""
-    if not with_head or canonical.startswith(HEAD_PREFIX):
+def hf_file_name(canonical: str, with_head: bool, family: Family | None = None) -> str:
+    """The name a canonical tensor has in a saved base model (`with_head=False`) or
+    classifier checkpoint (backbone under the family's prefix, heads at the top)."""
+    family = family or family_of("vit")
+    heads = {*family.heads.values(), *family.teacher_heads.values()}
+    if not with_head or canonical.split(".")[0] in heads:
         return canonical
-    return BACKBONE_PREFIX + canonical
+    return family.prefix + canonical

@@ -22,6 +22,7 @@ import numpy as np
 from keras_vit.atomic_files import atomic_path
 from keras_vit.conversion.checkpoint import read_checkpoint, read_json_object, write_safetensors
 from keras_vit.conversion.convert import hf_to_keras, keras_to_hf
+from keras_vit.conversion.families import family_of
 from keras_vit.conversion.hf_config import (
     check_exportable,
     config_from_hf,
@@ -177,9 +178,13 @@ def load_pretrained(
         return model
 
     base = hf_backbone_config(directory)
+    family = family_of(base.model_type)
     checkpoint = read_checkpoint(directory)
-    shapes = {canonical_hf_name(name): shape for name, shape in checkpoint.shapes.items()}
-    head_shape = shapes.get("classifier.weight")
+    shapes = {canonical_hf_name(name, family): shape for name, shape in checkpoint.shapes.items()}
+    teacher_head = family.teacher_heads.get(paths.HEAD)
+    distillation_head = teacher_head is not None and f"{teacher_head}.weight" in shapes
+    heads = family.head_modules(distillation_head)
+    head_shape = shapes.get(f"{heads[paths.HEAD]}.weight") if heads else None
     if include_top and head_shape is None and not classes:
         raise ValueError(
             f"{directory} has no classification head; pass classes=N to attach a new one."
@@ -189,17 +194,22 @@ def load_pretrained(
     has_pooler = "pooler.dense.weight" in shapes and not new_head
     ignored = list(UNUSED_PREFIXES)
     if head_shape is not None and (new_head or not keep_head):
-        ignored.append("classifier.")
+        ignored += [f"{module}." for module in heads.values()]
     if "pooler.dense.weight" in shapes and not has_pooler:
         ignored.append("pooler.")
+    if family.sincos_positions:  # fixed: recomputed for the model's grid
+        ignored.append(family.tables[paths.POSITION_EMBEDDING])
     values = {
         "image_size": image_size or base.image_size,
         "classes": (classes or head_shape[0]) if keep_head else None,
+        "distillation_head": distillation_head and keep_head,
         "pre_logits": has_pooler,
-        "use_mask_token": "embeddings.mask_token" in shapes,
+        "use_mask_token": family.tables[paths.MASK_TOKEN] in shapes,
         "id2label": base.id2label if keep_head and not new_head else None,
         **overrides,
     }
+    if keep_head and family.model_type.startswith("dinov2"):
+        values.setdefault("pooling", "token_and_gap")  # DINOv2's classifier reads both
     config = dataclasses.replace(base, **values)
     with skip_random_init():  # every weight but a new (zero) head comes from the checkpoint
         model = ViT(config, **model_arguments)
@@ -217,6 +227,7 @@ def load_pretrained(
             source_grid=base.grid_size,
             target_grid=config.grid_size,
             ignore_prefixes=tuple(ignored),
+            config=config,
         ),
         verbose=verbose,
     )
@@ -224,8 +235,9 @@ def load_pretrained(
 
 
 def _loaded_variables(model: ViT, new_head: bool) -> list:
-    """The model's variables that come from the checkpoint (a new head does not)."""
-    return [v for v in model.weights if not (new_head and v.path.startswith(f"{paths.HEAD}/"))]
+    """The model's variables that come from the checkpoint (new heads do not)."""
+    new = (f"{paths.HEAD}/", f"{paths.DISTILLATION_HEAD}/") if new_head else ()
+    return [v for v in model.weights if not v.path.startswith(new)]
 
 
 def assign_weights(model: ViT, weights, verbose: bool = True) -> None:
@@ -278,7 +290,8 @@ def save_pretrained(
     processor = model.preprocessor or ImageProcessor(config.image_size)
     with atomic_path(directory, overwrite=overwrite, directory=True) as temporary:
         write_safetensors(
-            keras_to_hf(weights, with_head=bool(config.classes)), temporary / HF_WEIGHTS
+            keras_to_hf(weights, with_head=bool(config.classes), config=config),
+            temporary / HF_WEIGHTS,
         )
         _write_json(temporary / HF_CONFIG, config_to_hf(config))
         _write_json(

@@ -35,7 +35,7 @@ STRATEGIES = ("data", "model", "auto")
 # units; row-split kernels consume those slices, and XLA sums their partial
 # outputs. Every other weight (embeddings, LayerNorms, the row-split layers'
 # biases, pre-logits, head) is replicated.
-_COLUMN_SPLIT = (paths.QUERY, paths.KEY, paths.VALUE, paths.MLP_FC1)
+_COLUMN_SPLIT = (paths.QUERY, paths.KEY, paths.VALUE, paths.MLP_FC1, paths.MLP_GATE)
 _ROW_SPLIT = (paths.ATTENTION_OUTPUT, paths.MLP_FC2)
 MEGATRON_LAYOUT: dict[str, tuple[str | None, ...]] = {
     **{paths.every_block_pattern(layer, "kernel"): (None, MODEL_AXIS) for layer in _COLUMN_SPLIT},

@@ -38,8 +38,9 @@ def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
         model: a `keras_vit.ViT`.
 
     Returns:
-        Biases, LayerNorm gammas and betas, the [CLS] (and mask) token and the
-        position embeddings: everything but the kernels.
+        Biases, LayerNorm gammas and betas, layer scales, the [CLS], mask,
+        distillation and register tokens and the position embeddings:
+        everything but the kernels.
 
     Example:
         >>> [v.path for v in no_weight_decay(model)][:2]
@@ -50,6 +51,7 @@ def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
         for variable in model.trainable_variables
         if variable.path in paths.TABLES
         or paths.is_layernorm(variable.path)
+        or paths.parse(variable.path).layer in paths.LAYER_SCALES
         or paths.parse(variable.path).variable == "bias"
     ]
 

@@ -8,6 +8,7 @@ from keras import ops
 from keras_vit.kernels import KERNELS, attention_with_probabilities
 from keras_vit.model.initializers import truncated_normal
 from keras_vit.model.layers import Linear, constructor_config
+from keras_vit.model.rope import rope_tables, rotate_patches
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -18,12 +19,18 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     heads' contexts are joined by a fourth (`output`). The attention itself is
     the backend's kernel (`keras_vit.kernels`). When the probabilities are
     asked for, or attention dropout is active, the reference kernel forms them
-    explicitly. The softmax runs in float32.
+    explicitly. The softmax runs in float32. With `rope_grid`, the patch
+    tokens' queries and keys are rotated by their 2-D position first (RoPE).
 
     Args:
         hidden_size: token width D.
         num_heads: number of heads; divides `hidden_size` (`ViTConfig` checks).
         qkv_bias: whether the query, key and value projections have biases.
+        key_bias: whether the key keeps its bias when `qkv_bias` is set.
+        proj_bias: whether the output projection has a bias.
+        rope_grid: the patch grid `(rows, cols)` for rotary position
+            embedding, or `None` for none. The patches are the last tokens.
+        rope_theta: RoPE's base period.
         dropout_rate: dropout on the attention probabilities.
         initializer_range: std of the truncated-normal kernel initializer.
         **kwargs: standard Keras layer arguments.
@@ -42,6 +49,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         qkv_bias: bool = True,
         dropout_rate: float = 0.0,
         initializer_range: float = 0.02,
+        key_bias: bool = True,
+        proj_bias: bool = True,
+        rope_grid: tuple[int, int] | None = None,
+        rope_theta: float = 100.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -49,6 +60,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.num_heads = num_heads
         self.head_size = hidden_size // num_heads
         self.qkv_bias = qkv_bias
+        self.key_bias = key_bias
+        self.proj_bias = proj_bias
+        self.rope_grid = tuple(rope_grid) if rope_grid else None
+        self.rope_theta = rope_theta
+        self.rope = rope_tables(self.rope_grid, self.head_size, rope_theta) if rope_grid else None
         self.dropout_rate = dropout_rate
         self.initializer_range = initializer_range
 
@@ -62,9 +78,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             )
 
         self.query = projection("query", qkv_bias)
-        self.key = projection("key", qkv_bias)
+        self.key = projection("key", qkv_bias and key_bias)
         self.value = projection("value", qkv_bias)
-        self.output_dense = projection("output")
+        self.output_dense = projection("output", proj_bias)
         self.probs_dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
         # The attention kernel, `(q, k, v) -> context`; `compile_for_inference`
         # gives its copy another one.
@@ -88,6 +104,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def call(self, x, return_attention_scores: bool = False, training=None):
         query, key, value = self.project_qkv(x)
+        if self.rope is not None:
+            query, key = (rotate_patches(t, *self.rope) for t in (query, key))
         if return_attention_scores or (training and self.dropout_rate > 0):
             context, probs = attention_with_probabilities(
                 query, key, value, dropout=lambda p: self.probs_dropout(p, training=training)

@@ -13,8 +13,13 @@ from typing import Any
 
 from keras_vit.model.activations import ACTIVATIONS
 
-POOLING_MODES = ("token", "gap", None)
-POSITION_EMBEDDINGS = ("learned", "sincos")
+POOLING_MODES = ("token", "gap", "token_and_gap", None)
+POSITION_EMBEDDINGS = ("learned", "sincos", "rope")
+MLP_TYPES = ("mlp", "swiglu", "gated")
+# transformers model types that keras_vit converts both ways (`keras_vit.conversion`).
+MODEL_TYPES = ("vit", "deit", "dinov2", "dinov2_with_registers", "dinov3_vit", "vit_mae", "vit_msn")
+# Families whose transformers `pooler_output` is the normalised [CLS] token.
+CLS_POOLER_MODEL_TYPES = ("dinov2", "dinov2_with_registers", "dinov3_vit")
 
 
 def as_pair(value: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
@@ -89,6 +94,16 @@ POSITIVE_INT_FIELDS = (
     "intermediate_size",
 )
 OPTIONAL_POSITIVE_INT_FIELDS = ("pooler_output_size", "classes")
+BOOLEAN_FIELDS = (
+    "qkv_bias",
+    "key_bias",
+    "proj_bias",
+    "mlp_bias",
+    "pre_logits",
+    "use_mask_token",
+    "distillation_token",
+    "distillation_head",
+)
 
 
 @dataclasses.dataclass
@@ -111,10 +126,15 @@ class ViTConfig:
         layer_norm_eps: LayerNorm epsilon. 1e-6 as in the paper; transformers'
             default is 1e-12, so converted checkpoints carry their own value.
         qkv_bias: whether the query, key and value projections have biases.
+        key_bias: whether the key projection has a bias when `qkv_bias` is
+            set (DINOv3 has none).
+        proj_bias: whether the attention's output projection has a bias.
+        mlp_bias: whether the MLP's projections have biases.
         pooler_output_size: width of the pre-logits layer; defaults to `hidden_size`.
         pooler_act: activation of the pre-logits layer.
-        pooling: `"token"` ([CLS]), `"gap"` (mean of patch tokens) or `None`
-            (the model outputs the whole token sequence).
+        pooling: `"token"` ([CLS]), `"gap"` (mean of the patch tokens),
+            `"token_and_gap"` (both, concatenated: DINOv2's classifier) or
+            `None` (the model outputs the whole token sequence).
         pre_logits: whether a Dense + `pooler_act` layer follows pooling
             (transformers' "pooler", the paper's pre-logits).
         classes: size of the classification head; `None` for no head.
@@ -122,7 +142,22 @@ class ViTConfig:
             (`None` gives logits).
         drop_path_rate: stochastic-depth rate of the last block; block `i` uses
             `drop_path_rate * i / (L - 1)`.
-        position_embedding: `"learned"` (1-D, trainable) or `"sincos"` (fixed 2-D).
+        position_embedding: `"learned"` (1-D, trainable), `"sincos"` (fixed
+            2-D, MAE) or `"rope"` (2-D rotary on queries and keys, DINOv3).
+        rope_theta: the RoPE base period.
+        num_register_tokens: learned register tokens between [CLS] and the
+            patches (DINOv2 with registers, DINOv3); they carry no position.
+        distillation_token: a learned DeiT distillation token after [CLS],
+            with its own position embedding.
+        distillation_head: a second head, on the distillation token; the
+            model's scores are the mean of both heads' (DeiT's inference rule).
+        layerscale_value: initial value of the per-channel layer scale on each
+            residual branch (DINOv2, DINOv3); `None` for no layer scale.
+        mlp_type: `"mlp"` (fc2(act(fc1 x))), `"swiglu"` (DINOv2: one fused
+            input projection, silu(first half) * second half) or `"gated"`
+            (DINOv3: act(gate x) * fc1 x).
+        model_type: the transformers family the model converts to and from
+            (one of `MODEL_TYPES`).
         use_mask_token: add a learned [MASK] embedding that replaces masked
             patches (`encode(..., bool_masked_pos=...)`), as in transformers'
             `ViTModel(use_mask_token=True)` and masked-image-modeling checkpoints.
@@ -162,6 +197,16 @@ class ViTConfig:
     use_mask_token: bool = False
     id2label: dict[int, str] | None = None
     base_model: str | None = None
+    key_bias: bool = True
+    proj_bias: bool = True
+    mlp_bias: bool = True
+    rope_theta: float = 100.0
+    num_register_tokens: int = 0
+    distillation_token: bool = False
+    distillation_head: bool = False
+    layerscale_value: float | None = None
+    mlp_type: str = "mlp"
+    model_type: str = "vit"
 
     def __post_init__(self):
         for name in POSITIVE_INT_FIELDS + OPTIONAL_POSITIVE_INT_FIELDS:
@@ -172,10 +217,21 @@ class ViTConfig:
                 or_none = " or None" if optional else ""
                 raise ValueError(f"{name} must be a positive int{or_none}, got {value!r}.")
             setattr(self, name, int(value))  # NumPy ints become Python ints
-        if not (_is_number(self.layer_norm_eps) and self.layer_norm_eps > 0):
+        for name in ("layer_norm_eps", "rope_theta", "layerscale_value"):
+            value = getattr(self, name)
+            if not (_is_number(value) and value > 0) and not (
+                name == "layerscale_value" and value is None
+            ):
+                or_none = " or None" if name == "layerscale_value" else ""
+                raise ValueError(f"{name} must be a number above 0{or_none}, got {value!r}.")
+        if not (isinstance(self.num_register_tokens, numbers.Integral) and self.num_register_tokens >= 0):
             raise ValueError(
-                f"layer_norm_eps must be a number above 0, got {self.layer_norm_eps!r}."
+                f"num_register_tokens must be an int >= 0, got {self.num_register_tokens!r}."
             )
+        self.num_register_tokens = int(self.num_register_tokens)
+        for name in BOOLEAN_FIELDS:
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
         if self.id2label is not None:
             if not isinstance(self.id2label, dict):
                 raise ValueError(
@@ -238,6 +294,21 @@ class ViTConfig:
                 f"position_embedding='sincos' needs hidden_size divisible by 4, "
                 f"got {self.hidden_size}."
             )
+        for name, choices in (("mlp_type", MLP_TYPES), ("model_type", MODEL_TYPES)):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"Unknown {name} {getattr(self, name)!r}. Use one of {choices}."
+                )
+        if self.position_embedding == "rope" and self.head_size % 4:
+            raise ValueError(
+                "position_embedding='rope' needs a head size (hidden_size / "
+                f"num_attention_heads) divisible by 4, got {self.head_size}."
+            )
+        if self.distillation_head and not (self.distillation_token and self.classes):
+            raise ValueError(
+                "distillation_head=True needs distillation_token=True and a head (classes=N): "
+                "the second head reads the distillation token."
+            )
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
             value = getattr(self, name)
             if not (_is_number(value) and 0 <= value < 1):
@@ -264,6 +335,21 @@ class ViTConfig:
         """Width of the pre-logits layer."""
         return self.pooler_output_size or self.hidden_size
 
+    @property
+    def head_size(self) -> int:
+        """Width of one attention head."""
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def num_prefix_tokens(self) -> int:
+        """Tokens before the patches: [CLS], the distillation token, the registers."""
+        return 1 + int(self.distillation_token) + self.num_register_tokens
+
+    @property
+    def pooled_size(self) -> int:
+        """Width of the pooled features: D, or 2D for `"token_and_gap"`."""
+        return self.hidden_size * (2 if self.pooling == "token_and_gap" else 1)
+
     def count_params(self) -> int:
         """The model's parameter count in closed form, without building it.
 
@@ -280,18 +366,25 @@ class ViTConfig:
         rows, cols = self.grid_size
         ph, pw = self.patch_pair
         patch = ph * pw * self.num_channels * d + d
-        tokens = d * (2 if self.use_mask_token else 1)  # [CLS] and [MASK]
+        # [CLS], [MASK], the distillation token and the registers
+        tokens = d * (1 + self.use_mask_token + self.distillation_token + self.num_register_tokens)
         if self.position_embedding == "learned":
-            tokens += (rows * cols + 1) * d
-        attention = 3 * d * d + (3 * d if self.qkv_bias else 0) + d * d + d
-        block = 4 * d + attention + (d * m + m) + (m * d + d)
+            tokens += (rows * cols + 1 + self.distillation_token) * d
+        qkv_biases = (2 + self.key_bias) * d if self.qkv_bias else 0
+        attention = 4 * d * d + qkv_biases + (d if self.proj_bias else 0)
+        mlp_inputs = {"mlp": 1, "swiglu": 2, "gated": 2}[self.mlp_type]
+        mlp = (mlp_inputs * (d * m + m) + (m * d + d)) if self.mlp_bias else (1 + mlp_inputs) * d * m
+        layer_scale = 2 * d if self.layerscale_value is not None else 0
+        block = 4 * d + attention + mlp + layer_scale
         total = patch + tokens + self.num_hidden_layers * block + 2 * d
-        features = d
+        features = self.pooled_size
         if self.pre_logits:
+            total += features * self.pre_logits_size + self.pre_logits_size
             features = self.pre_logits_size
-            total += d * features + features
         if self.classes:
             total += features * self.classes + self.classes
+        if self.distillation_head:
+            total += d * self.classes + self.classes
         return total
 
     def to_dict(self) -> dict[str, Any]:

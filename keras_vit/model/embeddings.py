@@ -80,7 +80,10 @@ class ViTEmbeddings(keras.layers.Layer):
     """Turns images into the token sequence `[CLS] + patches`, plus positions.
 
     A Conv2D with kernel = stride = patch size cuts and projects the patches; a
-    learnable [CLS] token is prepended and position embeddings are added.
+    learnable [CLS] token (and DeiT's distillation token) is prepended and
+    position embeddings are added. Register tokens, which carry no position,
+    then go between [CLS] and the patches: the sequence is
+    `[CLS], [DIST], registers..., patches...`.
 
     Learned position embeddings adapt to a new image size on load: weights saved
     for one patch grid and loaded (`model.load_weights`) into a layer with
@@ -90,11 +93,14 @@ class ViTEmbeddings(keras.layers.Layer):
         hidden_size: token width D.
         patch_size: `(height, width)` of a patch, or one int for square patches.
         grid_size: the patch grid `(rows, cols)` the position embeddings cover.
-        position_embedding: `"learned"` or `"sincos"` (fixed, zero for [CLS]).
+        position_embedding: `"learned"`, `"sincos"` (fixed, zero for [CLS]) or
+            `"rope"` (none here: attention rotates queries and keys).
         dropout_rate: dropout applied to the embedded sequence.
         initializer_range: std of the truncated-normal initializers.
         use_mask_token: add a learned `mask_token` that `call(...,
             bool_masked_pos=...)` puts in place of masked patches.
+        distillation_token: add DeiT's learned distillation token after [CLS].
+        num_register_tokens: learned register tokens after the other prefix tokens.
         **kwargs: standard Keras layer arguments (`name`, `dtype`, ...).
 
     Example:
@@ -112,10 +118,14 @@ class ViTEmbeddings(keras.layers.Layer):
         dropout_rate: float = 0.0,
         initializer_range: float = 0.02,
         use_mask_token: bool = False,
+        distillation_token: bool = False,
+        num_register_tokens: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.use_mask_token = use_mask_token
+        self.distillation_token = distillation_token
+        self.num_register_tokens = num_register_tokens
         self.hidden_size = hidden_size
         self.patch_size = patch_size
         self.grid_size = tuple(grid_size)
@@ -131,33 +141,39 @@ class ViTEmbeddings(keras.layers.Layer):
             name="patch_projection",
         )
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=self.dtype_policy)
-        self.num_tokens = 1 + self.grid_size[0] * self.grid_size[1]
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        # Tokens that have a position: [CLS], the distillation token, the patches.
+        self.num_positioned = 1 + int(distillation_token) + self.num_patches
+        self.num_tokens = self.num_positioned + num_register_tokens
 
     def build(self, input_shape):
         self.patch_projection.build(input_shape)
         initializer = truncated_normal(self.initializer_range)
-        self.cls_token = self.add_weight(
-            shape=(1, 1, self.hidden_size), initializer=initializer, name="cls_token"
-        )
-        if self.use_mask_token:
-            self.mask_token = self.add_weight(
-                shape=(1, 1, self.hidden_size), initializer="zeros", name="mask_token"
+
+        def table(name, rows, table_initializer=initializer):
+            return self.add_weight(
+                shape=(1, rows, self.hidden_size), initializer=table_initializer, name=name
             )
+
+        # Creation order is the saved order (`own_weights`): new tables go last.
+        self.cls_token = table("cls_token", 1)
+        self.mask_token = table("mask_token", 1, "zeros") if self.use_mask_token else None
+        self.position_embedding = None
         if self.position_embedding_type == "learned":
-            self.position_embedding = self.add_weight(
-                shape=(1, self.num_tokens, self.hidden_size),
-                initializer=initializer,
-                name="position_embedding",
-            )
-        else:
+            self.position_embedding = table("position_embedding", self.num_positioned)
+        elif self.position_embedding_type == "sincos":
             patches = sincos_position_embeddings(self.grid_size, self.hidden_size)
             self.position_embedding = np.concatenate([np.zeros((1, self.hidden_size)), patches])[
                 None
             ].astype("float32")
+        self.distillation = table("distillation_token", 1) if self.distillation_token else None
+        self.registers = (
+            table("register_tokens", self.num_register_tokens) if self.num_register_tokens else None
+        )
 
     def call(self, images, bool_masked_pos=None, training=None):
         patches = self.patch_projection(images)
-        patches = ops.reshape(patches, (-1, self.num_tokens - 1, self.hidden_size))
+        patches = ops.reshape(patches, (-1, self.num_patches, self.hidden_size))
         if bool_masked_pos is not None:
             if not self.use_mask_token:
                 raise ValueError(
@@ -165,11 +181,24 @@ class ViTEmbeddings(keras.layers.Layer):
                 )
             mask = ops.cast(ops.expand_dims(bool_masked_pos, -1), patches.dtype)
             patches = patches * (1 - mask) + ops.cast(self.mask_token, patches.dtype) * mask
-        cls = ops.broadcast_to(
-            ops.cast(self.cls_token, patches.dtype), (ops.shape(patches)[0], 1, self.hidden_size)
-        )
-        tokens = ops.concatenate([cls, patches], axis=1)
-        tokens = tokens + ops.cast(self.position_embedding, tokens.dtype)
+
+        def prefix(token):
+            return ops.broadcast_to(
+                ops.cast(token, patches.dtype),
+                (ops.shape(patches)[0], token.shape[1], self.hidden_size),
+            )
+
+        tokens = [prefix(self.cls_token)]
+        if self.distillation is not None:
+            tokens.append(prefix(self.distillation))
+        tokens = ops.concatenate([*tokens, patches], axis=1)
+        if self.position_embedding is not None:
+            tokens = tokens + ops.cast(self.position_embedding, tokens.dtype)
+        if self.registers is not None:
+            split = 1 + int(self.distillation_token)
+            tokens = ops.concatenate(
+                [tokens[:, :split], prefix(self.registers), tokens[:, split:]], axis=1
+            )
         return self.dropout(tokens, training=training)
 
     def compute_output_shape(self, input_shape):
@@ -177,9 +206,9 @@ class ViTEmbeddings(keras.layers.Layer):
 
     def own_weights(self) -> list:
         """This layer's own weights (not its patch projection's), in the order Keras saves them."""
-        tokens = [self.cls_token, self.mask_token] if self.use_mask_token else [self.cls_token]
-        learned = self.position_embedding_type == "learned"
-        return tokens + [self.position_embedding] if learned else tokens
+        learned = self.position_embedding if self.position_embedding_type == "learned" else None
+        tables = (self.cls_token, self.mask_token, learned, self.distillation, self.registers)
+        return [table for table in tables if table is not None]
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
@@ -203,5 +232,7 @@ class ViTEmbeddings(keras.layers.Layer):
             dropout_rate=self.dropout_rate,
             initializer_range=self.initializer_range,
             use_mask_token=self.use_mask_token,
+            distillation_token=self.distillation_token,
+            num_register_tokens=self.num_register_tokens,
         )
         return config

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from keras_vit.kernels import KERNELS
 from keras_vit.model.activations import get_activation
 from keras_vit.model.attention import MultiHeadSelfAttention
 from keras_vit.model.initializers import truncated_normal
-from keras_vit.model.layers import LayerNorm, Linear, constructor_config
+from keras_vit.model.layers import LayerNorm, LayerScale, Linear, constructor_config
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -17,6 +18,8 @@ class EncoderBlock(keras.layers.Layer):
 
     Dropout (`dropout_rate`) and stochastic depth (`drop_path_rate`, whole
     residual branches dropped per sample) apply to both residual branches.
+    With `layerscale_value`, each branch is first scaled per channel by a
+    learned `LayerScale`.
 
     Args:
         hidden_size: token width D.
@@ -29,6 +32,11 @@ class EncoderBlock(keras.layers.Layer):
         attention_dropout_rate: dropout on attention probabilities.
         drop_path_rate: probability of dropping a residual branch in training.
         initializer_range: std of the truncated-normal kernel initializers.
+        key_bias, proj_bias, rope_grid, rope_theta: as for
+            `MultiHeadSelfAttention`.
+        mlp_type: `"mlp"`, `"swiglu"` or `"gated"` (see `mlp`).
+        mlp_bias: whether the MLP's projections have biases.
+        layerscale_value: the layer scales' initial value, or `None` for none.
         **kwargs: standard Keras layer arguments.
 
     Example:
@@ -49,6 +57,13 @@ class EncoderBlock(keras.layers.Layer):
         attention_dropout_rate: float = 0.0,
         drop_path_rate: float = 0.0,
         initializer_range: float = 0.02,
+        key_bias: bool = True,
+        proj_bias: bool = True,
+        rope_grid: tuple[int, int] | None = None,
+        rope_theta: float = 100.0,
+        mlp_type: str = "mlp",
+        mlp_bias: bool = True,
+        layerscale_value: float | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -62,7 +77,15 @@ class EncoderBlock(keras.layers.Layer):
         self.attention_dropout_rate = attention_dropout_rate
         self.drop_path_rate = drop_path_rate
         self.initializer_range = initializer_range
-        self.activation = get_activation(hidden_act)
+        self.key_bias = key_bias
+        self.proj_bias = proj_bias
+        self.rope_grid = rope_grid
+        self.rope_theta = rope_theta
+        self.mlp_type = mlp_type
+        self.mlp_bias = mlp_bias
+        self.layerscale_value = layerscale_value
+        # SwiGLU's gate is SiLU whatever `hidden_act` says, as in DINOv2.
+        self.activation = get_activation("silu" if mlp_type == "swiglu" else hidden_act)
         policy = self.dtype_policy
         initializer = truncated_normal(initializer_range)
         self.layernorm_before = LayerNorm(
@@ -74,17 +97,33 @@ class EncoderBlock(keras.layers.Layer):
             qkv_bias=qkv_bias,
             dropout_rate=attention_dropout_rate,
             initializer_range=initializer_range,
+            key_bias=key_bias,
+            proj_bias=proj_bias,
+            rope_grid=rope_grid,
+            rope_theta=rope_theta,
             dtype=policy,
             name="attention",
         )
         self.layernorm_after = LayerNorm(
             epsilon=layer_norm_eps, dtype=policy, name="layernorm_after"
         )
-        self.mlp_fc1 = Linear(
-            intermediate_size, kernel_initializer=initializer, dtype=policy, name="mlp_fc1"
-        )
-        self.mlp_fc2 = Linear(
-            hidden_size, kernel_initializer=initializer, dtype=policy, name="mlp_fc2"
+
+        def linear(units, name):
+            return Linear(
+                units, use_bias=mlp_bias, kernel_initializer=initializer, dtype=policy, name=name
+            )
+
+        # SwiGLU's one input projection holds the gate's and the values' halves.
+        self.mlp_fc1 = linear(intermediate_size * (2 if mlp_type == "swiglu" else 1), "mlp_fc1")
+        self.mlp_gate = linear(intermediate_size, "mlp_gate") if mlp_type == "gated" else None
+        self.mlp_fc2 = linear(hidden_size, "mlp_fc2")
+        self.attention_scale, self.mlp_scale = (
+            (
+                LayerScale(layerscale_value, dtype=policy, name="attention_scale"),
+                LayerScale(layerscale_value, dtype=policy, name="mlp_scale"),
+            )
+            if layerscale_value is not None
+            else (None, None)
         )
         self.dropout = keras.layers.Dropout(dropout_rate, dtype=policy)
         # Stochastic depth is dropout with one draw per sample.
@@ -98,13 +137,30 @@ class EncoderBlock(keras.layers.Layer):
         self.layernorm_after.build(input_shape)
         self.mlp_fc1.build(input_shape)
         self.mlp_fc2.build((*input_shape[:-1], self.intermediate_size))
+        for layer in (self.mlp_gate, self.attention_scale, self.mlp_scale):
+            if layer is not None:
+                layer.build(input_shape)
 
     def mlp(self, x):
-        """The two-layer MLP: `fc2(act(fc1(x)))`."""
-        return self.mlp_fc2(self.activation(self.mlp_fc1(x)))
+        """The MLP of `mlp_type`.
 
-    def residual_branch(self, branch, training):
-        """A residual branch's output after dropout and stochastic depth (training only)."""
+        - `"mlp"`: `fc2(act(fc1 x))`;
+        - `"swiglu"`: `fc2(silu(a) * b)`, where `[a, b] = fc1 x`;
+        - `"gated"`: `fc2(act(gate x) * fc1 x)`.
+        """
+        if self.mlp_type == "mlp":
+            return self.mlp_fc2(self.activation(self.mlp_fc1(x)))
+        if self.mlp_type == "swiglu":
+            gate, values = ops.split(self.mlp_fc1(x), 2, axis=-1)
+        else:
+            gate, values = self.mlp_gate(x), self.mlp_fc1(x)
+        return self.mlp_fc2(self.activation(gate) * values)
+
+    def residual_branch(self, branch, scale, training):
+        """A residual branch's output after layer scale (if any), then dropout and
+        stochastic depth (training only)."""
+        if scale is not None:
+            branch = scale(branch)
         return self.drop_path(self.dropout(branch, training=training), training=training)
 
     def call(self, x, return_attention_scores: bool = False, training=None):
@@ -116,8 +172,8 @@ class EncoderBlock(keras.layers.Layer):
         )
         attended, probs = attended if return_attention_scores else (attended, None)
         # The paper's equations 2 and 3. The fence changes only how the gradient is scheduled.
-        x = KERNELS.fence_gradient(x + self.residual_branch(attended, training))
-        x = x + self.residual_branch(self.mlp(self.layernorm_after(x)), training)
+        x = KERNELS.fence_gradient(x + self.residual_branch(attended, self.attention_scale, training))
+        x = x + self.residual_branch(self.mlp(self.layernorm_after(x)), self.mlp_scale, training)
         return (x, probs) if return_attention_scores else x
 
     def compute_output_shape(self, input_shape):

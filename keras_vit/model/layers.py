@@ -105,3 +105,38 @@ class PatchProjection(keras.layers.Conv2D):
 
     def call(self, inputs):
         return self.activation(KERNELS.patch_projection(inputs, self.kernel, self.bias))
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class LayerScale(keras.layers.Layer):
+    """Multiplies each channel by a learned scale (CaiT's layer scale, used by DINOv2 and v3).
+
+    Args:
+        initial_value: the value every channel's scale starts at.
+        **kwargs: standard Keras layer arguments.
+
+    Example:
+        >>> layer = LayerScale(0.5)
+        >>> layer(np.ones((2, 5, 8), "float32"))[0, 0, 0]
+        0.5
+    """
+
+    def __init__(self, initial_value: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial_value = initial_value
+
+    def build(self, input_shape):
+        self.scale = self.add_weight(
+            shape=(input_shape[-1],),
+            initializer=keras.initializers.Constant(self.initial_value),
+            name="scale",
+        )
+
+    def call(self, inputs):
+        return inputs * ops.cast(self.scale, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "initial_value": self.initial_value}

@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from keras_vit.model.activations import get_activation
-from keras_vit.model.config import ViTConfig
+from keras_vit.model.config import CLS_POOLER_MODEL_TYPES, ViTConfig
 from keras_vit.model.embeddings import ViTEmbeddings
 from keras_vit.model.encoder import Encoder
 from keras_vit.model.hub_methods import HubMethods
@@ -73,6 +73,8 @@ class ViT(InputChecks, HubMethods, keras.Model):
             dropout_rate=config.hidden_dropout_prob,
             initializer_range=config.initializer_range,
             use_mask_token=config.use_mask_token,
+            distillation_token=config.distillation_token,
+            num_register_tokens=config.num_register_tokens,
             dtype=dtype,
             name="embeddings",
         )
@@ -88,15 +90,24 @@ class ViT(InputChecks, HubMethods, keras.Model):
                 "dropout_rate": config.hidden_dropout_prob,
                 "attention_dropout_rate": config.attention_probs_dropout_prob,
                 "initializer_range": config.initializer_range,
+                "key_bias": config.key_bias,
+                "proj_bias": config.proj_bias,
+                "rope_grid": config.grid_size if config.position_embedding == "rope" else None,
+                "rope_theta": config.rope_theta,
+                "mlp_type": config.mlp_type,
+                "mlp_bias": config.mlp_bias,
+                "layerscale_value": config.layerscale_value,
             },
             drop_path_rate=config.drop_path_rate,
             dtype=dtype,
             name="encoder",
         )
         layernorm = LayerNorm(epsilon=config.layer_norm_eps, dtype=dtype, name="layernorm")
-        pooling = (
-            TokenPooling(config.pooling, dtype=dtype, name="pooling") if config.pooling else None
-        )
+        pooling = None
+        if config.pooling:
+            pooling = TokenPooling(
+                config.pooling, config.num_prefix_tokens, dtype=dtype, name="pooling"
+            )
         pre_logits = None
         if config.pre_logits:
             pre_logits = keras.layers.Dense(
@@ -106,24 +117,30 @@ class ViT(InputChecks, HubMethods, keras.Model):
                 dtype=dtype,
                 name="pre_logits",
             )
-        head = None
+        head = distillation_head = None
         if config.classes:
             # Zero-initialised, as the paper does for every (fine-tuning) head.
             head = keras.layers.Dense(
                 config.classes, kernel_initializer="zeros", dtype=dtype, name="head"
             )
+        if config.distillation_head:
+            distillation_head = keras.layers.Dense(
+                config.classes, kernel_initializer="zeros", dtype=dtype, name="distillation_head"
+            )
 
         x = preprocessor(inputs) if preprocessor else inputs
-        x = layernorm(encoder(embeddings(x)))
-        if pooling:
-            x = pooling(x)
+        tokens = layernorm(encoder(embeddings(x)))
+        x = pooling(tokens) if pooling else tokens
         if pre_logits:
             x = pre_logits(x)
         if head:
+            logits = head(x)
+            if distillation_head:  # DeiT's inference rule: the mean of both heads
+                logits = (logits + distillation_head(tokens[:, 1])) / 2
             # Scores leave the model in float32, also under mixed precision.
             x = keras.layers.Activation(
                 config.classifier_activation or "linear", dtype="float32", name="predictions"
-            )(head(x))
+            )(logits)
         super().__init__(inputs, x, dtype=dtype, **kwargs)
 
         self.config = config
@@ -135,6 +152,7 @@ class ViT(InputChecks, HubMethods, keras.Model):
         self.pooling = pooling
         self.pre_logits = pre_logits
         self.head = head
+        self.distillation_head = distillation_head
 
     def encode(
         self,
@@ -157,7 +175,11 @@ class ViT(InputChecks, HubMethods, keras.Model):
 
         Returns:
             A dict with `last_hidden_state` `(B, N, D)` after the final
-            LayerNorm; `pooler_output` `(B, P)` when the model has pre-logits;
+            LayerNorm, the prefix tokens first ([CLS], the distillation token,
+            the registers), then the patches in row-major order;
+            `pooler_output` `(B, P)` when the model has pre-logits, or the
+            normalised [CLS] token for the families whose transformers model
+            returns that (DINOv2, DINOv3);
             `hidden_states`, L+1 tensors `(B, N, D)` from the embeddings to the
             last block (before the final LayerNorm), if asked; `attentions`, L
             tensors `(B, heads, N, N)` of softmax probabilities, if asked.
@@ -179,11 +201,40 @@ class ViT(InputChecks, HubMethods, keras.Model):
         outputs = {"last_hidden_state": self.layernorm(last)}
         if self.pre_logits:
             outputs["pooler_output"] = self.pre_logits(self.pooling(outputs["last_hidden_state"]))
+        elif self.config.model_type in CLS_POOLER_MODEL_TYPES:
+            outputs["pooler_output"] = outputs["last_hidden_state"][:, 0]
         if output_hidden_states:
             outputs["hidden_states"] = encoded["hidden_states"]
         if output_attentions:
             outputs["attentions"] = encoded["attentions"]
         return outputs
+
+    def head_logits(self, images, training: bool = False) -> tuple:
+        """The class head's and the distillation head's logits, each on its own token.
+
+        The model's output is their mean (DeiT's inference rule); distillation
+        training needs them apart.
+
+        Args:
+            images: a batch of images, as the model takes them.
+            training: run dropout and stochastic depth.
+
+        Returns:
+            `(class_logits, distillation_logits)`, each `(B, classes)`.
+
+        Example:
+            >>> class_logits, distillation_logits = deit.head_logits(images)
+        """
+        if self.distillation_head is None:
+            raise ValueError(
+                "This model has no distillation head; build it with distillation_token=True, "
+                "distillation_head=True and classes=N."
+            )
+        tokens = self.encode(images, training=training)["last_hidden_state"]
+        features = self.pooling(tokens)
+        if self.pre_logits:
+            features = self.pre_logits(features)
+        return self.head(features), self.distillation_head(tokens[:, 1])
 
     def get_config(self) -> dict[str, Any]:
         """Returns the constructor arguments: the `ViTConfig` as a dict, and so on."""

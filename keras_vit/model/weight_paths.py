@@ -16,10 +16,13 @@ EMBEDDINGS = "embeddings"
 PATCH_PROJECTION = "embeddings/patch_projection"
 CLS_TOKEN = "embeddings/cls_token"
 MASK_TOKEN = "embeddings/mask_token"
+DISTILLATION_TOKEN = "embeddings/distillation_token"
+REGISTER_TOKENS = "embeddings/register_tokens"
 POSITION_EMBEDDING = "embeddings/position_embedding"
 FINAL_LAYERNORM = "layernorm"
 PRE_LOGITS = "pre_logits"
 HEAD = "head"
+DISTILLATION_HEAD = "distillation_head"
 
 # Sublayers of block N, under `encoder/layer_N/`.
 QUERY = "attention/query"
@@ -28,8 +31,11 @@ VALUE = "attention/value"
 ATTENTION_OUTPUT = "attention/output"
 LAYERNORM_BEFORE = "layernorm_before"
 LAYERNORM_AFTER = "layernorm_after"
-MLP_FC1 = "mlp_fc1"
-MLP_FC2 = "mlp_fc2"
+MLP_FC1 = "mlp_fc1"  # the gated MLP's "up" projection
+MLP_FC2 = "mlp_fc2"  # the gated MLP's "down" projection
+MLP_GATE = "mlp_gate"
+ATTENTION_SCALE = "attention_scale"  # layer scale on the attention branch
+MLP_SCALE = "mlp_scale"  # layer scale on the MLP branch
 BLOCK_SUBLAYERS = (
     QUERY,
     KEY,
@@ -39,11 +45,17 @@ BLOCK_SUBLAYERS = (
     LAYERNORM_AFTER,
     MLP_FC1,
     MLP_FC2,
+    MLP_GATE,
+    ATTENTION_SCALE,
+    MLP_SCALE,
 )
 
 # Weights that are whole tables rather than layers' variables.
-TABLES = (CLS_TOKEN, MASK_TOKEN, POSITION_EMBEDDING)
+TABLES = (CLS_TOKEN, MASK_TOKEN, DISTILLATION_TOKEN, REGISTER_TOKENS, POSITION_EMBEDDING)
 LAYERNORMS = (FINAL_LAYERNORM, LAYERNORM_BEFORE, LAYERNORM_AFTER)
+LAYER_SCALES = (ATTENTION_SCALE, MLP_SCALE)
+# Block sublayers only some families have: the gated MLP's gate, the layer scales.
+OPTIONAL_BLOCK_SUBLAYERS = (MLP_GATE, *LAYER_SCALES)
 
 _BLOCK = re.compile(r"^encoder/layer_(\d+)/(.+)$")
 

@@ -37,6 +37,11 @@ def test_defaults_follow_the_paper():
         dict(position_embedding="sincos", classes=4),
         dict(pooling="gap", classes=2),
         dict(num_channels=1),
+        dict(distillation_token=True, distillation_head=True, classes=3),
+        dict(num_register_tokens=4, layerscale_value=1.0, mlp_type="swiglu"),
+        dict(pooling="token_and_gap", pre_logits=True, pooler_output_size=8, classes=3),
+        dict(position_embedding="rope", key_bias=False, mlp_type="gated", mlp_bias=False),
+        dict(proj_bias=False, use_mask_token=True, num_register_tokens=1),
     ],
 )
 def test_closed_form_count_matches_the_model(overrides):
@@ -54,7 +59,14 @@ def test_closed_form_count_matches_the_model(overrides):
         (dict(pooling=None, classes=3), "pooling=None"),
         (dict(pooling=None, pre_logits=True), "pooling=None"),
         (dict(hidden_act="gelu_erf"), "Unknown hidden_act"),
-        (dict(position_embedding="rope"), "Unknown position_embedding"),
+        (dict(position_embedding="alibi"), "Unknown position_embedding"),
+        (dict(position_embedding="rope", hidden_size=24, num_attention_heads=4), "head size"),
+        (dict(mlp_type="geglu"), "Unknown mlp_type"),
+        (dict(model_type="beit"), "Unknown model_type"),
+        (dict(distillation_head=True, classes=3), "distillation_token=True"),
+        (dict(num_register_tokens=-1), "num_register_tokens"),
+        (dict(layerscale_value=0), "layerscale_value must be"),
+        (dict(key_bias=1), "key_bias must be True or False"),
         (
             dict(position_embedding="sincos", hidden_size=30, num_attention_heads=2),
             "divisible by 4",

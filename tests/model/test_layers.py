@@ -98,7 +98,7 @@ def test_drop_path_drops_whole_samples(rng):
     block = EncoderBlock(16, 2, 32, drop_path_rate=0.5)
     x = rng.standard_normal((64, 5, 16)).astype("float32")
     out = to_numpy(block.attention(block.layernorm_before(x)))
-    branch = to_numpy(block.residual_branch(out, training=True))
+    branch = to_numpy(block.residual_branch(out, None, training=True))
     kept = np.abs(branch).reshape(64, -1).max(axis=1) > 0
     assert 0 < kept.sum() < 64
     np.testing.assert_allclose(branch[kept], out[kept] / 0.5, rtol=1e-5, atol=1e-6)

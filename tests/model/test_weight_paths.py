@@ -10,8 +10,9 @@ from keras_vit.model import weight_paths as paths
 from tests.conftest import tiny_config
 
 
-def contract_paths(config) -> set[str]:
-    """Every weight path a ViT of `config` has, spelt from the contract's names."""
+def contract_paths(config, optional=()) -> set[str]:
+    """Every weight path a ViT of `config` has, spelt from the contract's names;
+    `optional` names the optional block sublayers it has."""
     variables = {"layernorm": ("gamma", "beta")}
     expected = {
         paths.CLS_TOKEN,
@@ -20,7 +21,10 @@ def contract_paths(config) -> set[str]:
     }
     for index in range(config.num_hidden_layers):
         for sublayer in paths.BLOCK_SUBLAYERS:
+            if sublayer in paths.OPTIONAL_BLOCK_SUBLAYERS and sublayer not in optional:
+                continue
             names = variables["layernorm"] if sublayer in paths.LAYERNORMS else ("kernel", "bias")
+            names = ("scale",) if sublayer in paths.LAYER_SCALES else names
             expected |= {f"{paths.block_path(index, sublayer)}/{v}" for v in names}
     expected |= {f"{paths.FINAL_LAYERNORM}/{v}" for v in variables["layernorm"]}
     expected |= {f"{paths.PRE_LOGITS}/{v}" for v in ("kernel", "bias")}
@@ -34,6 +38,25 @@ def test_the_model_has_exactly_the_contract_paths():
     assert "embeddings/mask_token" in {
         w.path for w in ViT(tiny_config(use_mask_token=True)).weights
     }
+
+
+def test_every_family_option_has_contract_paths():
+    config = tiny_config(
+        classes=3,
+        pre_logits=True,
+        distillation_token=True,
+        distillation_head=True,
+        num_register_tokens=2,
+        layerscale_value=1.0,
+        mlp_type="gated",
+    )
+    expected = contract_paths(config, paths.OPTIONAL_BLOCK_SUBLAYERS) | {
+        paths.DISTILLATION_TOKEN,
+        paths.REGISTER_TOKENS,
+        f"{paths.DISTILLATION_HEAD}/kernel",
+        f"{paths.DISTILLATION_HEAD}/bias",
+    }
+    assert {w.path for w in ViT(config).weights} == expected
 
 
 @pytest.mark.parametrize(
