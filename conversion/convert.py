@@ -96,7 +96,13 @@ def hf_to_keras(
     for path, name in plan:
         array = to_keras_layout(path, checkpoint[name], family)
         if path == POSITION_EMBEDDING:
-            array = fit_position_embedding(array, source_grid, target_grid, target_shapes[path])
+            array = fit_position_embedding(
+                array,
+                source_grid,
+                target_grid,
+                target_shapes[path],
+                antialias=bool(config and config.resample_antialias),
+            )
         yield path, array
 
 

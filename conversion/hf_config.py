@@ -67,7 +67,8 @@ _FIXED = {
     "deit": {"distillation_token": True},
     "vit_mae": {"position_embedding": "sincos"},
     "dinov2": {"use_mask_token": True},
-    "dinov2_with_registers": {"use_mask_token": True},
+    # Its `interpolate_pos_encoding` passes `antialias=True`; DINOv2's does not.
+    "dinov2_with_registers": {"use_mask_token": True, "resample_antialias": True},
     "dinov3_vit": {"position_embedding": "rope", "use_mask_token": True},
 }
 
@@ -77,17 +78,17 @@ def _swiglu_width(hidden_size: int, mlp_ratio: float) -> int:
     return (int(int(hidden_size * mlp_ratio) * 2 / 3) + 7) // 8 * 8
 
 
-def _mlp_ratio(config: ViTConfig) -> float:
-    """The `mlp_ratio` that gives a DINOv2 config's intermediate size back."""
+def _mlp_ratio(config: ViTConfig) -> int:
+    """The whole `mlp_ratio` (transformers' DINOv2 configs take an int) that gives a
+    DINOv2 config's intermediate size back."""
     d, m = config.hidden_size, config.intermediate_size
-    if config.mlp_type != "swiglu":
-        return m / d
-    for ratio in (4, m * 3 / (2 * d), m / d):
-        if _swiglu_width(d, ratio) == m:
+    for ratio in range(1, m // d + 2):
+        width = _swiglu_width(d, ratio) if config.mlp_type == "swiglu" else d * ratio
+        if width == m:
             return ratio
     raise ValueError(
-        f"No DINOv2 mlp_ratio gives a SwiGLU width of {m} for hidden_size {d}; "
-        "use a width DINOv2's rule produces."
+        f"intermediate_size={m} is not what a whole DINOv2 mlp_ratio gives for "
+        f"hidden_size={d} (mlp_type={config.mlp_type!r}); use such a width."
     )
 
 

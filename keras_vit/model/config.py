@@ -103,6 +103,7 @@ BOOLEAN_FIELDS = (
     "use_mask_token",
     "distillation_token",
     "distillation_head",
+    "resample_antialias",
 )
 
 
@@ -156,6 +157,9 @@ class ViTConfig:
         mlp_type: `"mlp"` (fc2(act(fc1 x))), `"swiglu"` (DINOv2: one fused
             input projection, silu(first half) * second half) or `"gated"`
             (DINOv3: act(gate x) * fc1 x).
+        resample_antialias: resample learned position embeddings for another
+            image size with PyTorch's antialiased bicubic kernel, as DINOv2
+            with registers does, instead of the plain one.
         model_type: the transformers family the model converts to and from
             (one of `MODEL_TYPES`).
         use_mask_token: add a learned [MASK] embedding that replaces masked
@@ -206,6 +210,7 @@ class ViTConfig:
     distillation_head: bool = False
     layerscale_value: float | None = None
     mlp_type: str = "mlp"
+    resample_antialias: bool = False
     model_type: str = "vit"
 
     def __post_init__(self):

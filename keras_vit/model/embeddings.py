@@ -41,7 +41,11 @@ def sincos_position_embeddings(grid_size: tuple[int, int], hidden_size: int) -> 
 
 
 def fit_position_embedding(
-    stored: np.ndarray, stored_grid: tuple[int, int] | None, grid: tuple[int, int], shape: tuple
+    stored: np.ndarray,
+    stored_grid: tuple[int, int] | None,
+    grid: tuple[int, int],
+    shape: tuple,
+    antialias: bool = False,
 ) -> np.ndarray:
     """Stored learned position embeddings, resampled when they cover another grid than `grid`.
 
@@ -53,6 +57,8 @@ def fit_position_embedding(
         stored_grid: the patch grid they were learned for, or `None` if unknown.
         grid: the model's patch grid.
         shape: the model's position-embedding shape.
+        antialias: resample with PyTorch's antialiased bicubic kernel (see
+            `resample_position_embeddings`).
 
     Returns:
         Embeddings of `shape`.
@@ -65,7 +71,7 @@ def fit_position_embedding(
         (1, 10, 8)
     """
     if stored_grid is not None and tuple(stored_grid) != tuple(grid):
-        return resample_position_embeddings(stored, stored_grid, grid)
+        return resample_position_embeddings(stored, stored_grid, grid, antialias)
     if stored.shape != tuple(shape):
         grid_note = f"for a {stored_grid} grid" if stored_grid else "and no stored grid size"
         raise ValueError(
@@ -101,6 +107,8 @@ class ViTEmbeddings(keras.layers.Layer):
             bool_masked_pos=...)` puts in place of masked patches.
         distillation_token: add DeiT's learned distillation token after [CLS].
         num_register_tokens: learned register tokens after the other prefix tokens.
+        resample_antialias: resample learned position embeddings for another
+            grid with the antialiased bicubic kernel (DINOv2 with registers).
         **kwargs: standard Keras layer arguments (`name`, `dtype`, ...).
 
     Example:
@@ -120,9 +128,11 @@ class ViTEmbeddings(keras.layers.Layer):
         use_mask_token: bool = False,
         distillation_token: bool = False,
         num_register_tokens: int = 0,
+        resample_antialias: bool = False,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        self.resample_antialias = resample_antialias
         self.use_mask_token = use_mask_token
         self.distillation_token = distillation_token
         self.num_register_tokens = num_register_tokens
@@ -219,7 +229,9 @@ class ViTEmbeddings(keras.layers.Layer):
         for index, variable in enumerate(self.own_weights()):
             value = np.asarray(store[str(index)])
             if variable is self.position_embedding:
-                value = fit_position_embedding(value, source_grid, self.grid_size, variable.shape)
+                value = fit_position_embedding(
+                    value, source_grid, self.grid_size, variable.shape, self.resample_antialias
+                )
             variable.assign(value)
 
     def get_config(self):
@@ -234,5 +246,6 @@ class ViTEmbeddings(keras.layers.Layer):
             use_mask_token=self.use_mask_token,
             distillation_token=self.distillation_token,
             num_register_tokens=self.num_register_tokens,
+            resample_antialias=self.resample_antialias,
         )
         return config

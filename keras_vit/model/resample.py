@@ -1,9 +1,11 @@
 """Resampling learned position embeddings to a new patch grid.
 
-The interpolation is bicubic with the cubic coefficient a = -0.75 and
-half-pixel centres (`align_corners=False`), the kernel of PyTorch's
-`interpolate(mode="bicubic")` that transformers' `interpolate_pos_encoding`
-uses. It runs once, in numpy, so the result is identical on every backend.
+The interpolation is bicubic with half-pixel centres (`align_corners=False`),
+as transformers' `interpolate_pos_encoding` does it with PyTorch's
+`interpolate(mode="bicubic")`: cubic coefficient a = -0.75 by default, or,
+with `antialias=True` (DINOv2 with registers), PyTorch's antialiased kernel:
+a = -0.5, widened by the scale when shrinking, and normalised. It runs once,
+in numpy, so the result is identical on every backend.
 """
 
 from __future__ import annotations
@@ -13,40 +15,61 @@ import functools
 import numpy as np
 
 _CUBIC_A = -0.75
+_ANTIALIAS_CUBIC_A = -0.5
 
 
-def _cubic_tap_weights(t: np.ndarray) -> np.ndarray:
-    """Weights of the 4 taps at offsets -1, 0, 1, 2 for a fractional position t."""
-    a = _CUBIC_A
+def _cubic(x: np.ndarray, a: float) -> np.ndarray:
+    """Keys' cubic convolution kernel with coefficient `a`, at distances `x`."""
+    x = np.abs(x)
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+    return np.where(x <= 1, near, np.where(x < 2, far, 0.0))
 
-    def near(x):  # |x| <= 1
-        return ((a + 2) * x - (a + 3)) * x * x + 1
 
-    def far(x):  # 1 < |x| < 2
-        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
-
-    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+def _antialiased_bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """PyTorch's `interpolate(mode="bicubic", antialias=True)` along one axis."""
+    scale = in_size / out_size
+    stretch = max(scale, 1.0)  # the kernel widens only when shrinking
+    matrix = np.zeros((out_size, in_size))
+    for row in range(out_size):
+        centre = scale * (row + 0.5)
+        first = max(int(centre - 2 * stretch + 0.5), 0)
+        last = min(int(centre + 2 * stretch + 0.5), in_size)
+        taps = np.arange(first, last)
+        weights = _cubic((taps - centre + 0.5) / stretch, _ANTIALIAS_CUBIC_A)
+        matrix[row, first:last] = weights / weights.sum()
+    return matrix
 
 
 @functools.lru_cache(maxsize=64)
-def bicubic_matrix(in_size: int, out_size: int) -> np.ndarray:
+def bicubic_matrix(in_size: int, out_size: int, antialias: bool = False) -> np.ndarray:
     """The `(out_size, in_size)` matrix that resamples one axis bicubically.
 
     Args:
         in_size: length of the source axis.
         out_size: length of the resampled axis.
+        antialias: use PyTorch's antialiased bicubic kernel instead of its plain one.
 
     Returns:
         A float64 matrix; `matrix @ signal` is the resampled signal. Taps that
-        fall outside the source are clamped to its edge, as PyTorch does.
+        fall outside the source are clamped to its edge (plain kernel) or
+        dropped with the weights renormalised (antialiased kernel), as
+        PyTorch does.
 
     Example:
         >>> bicubic_matrix(4, 4).round(6).tolist() == np.eye(4).tolist()
         True
     """
+    if antialias:
+        return _antialiased_bicubic_matrix(in_size, out_size)
     source = (np.arange(out_size) + 0.5) * (in_size / out_size) - 0.5
     base = np.floor(source)
-    weights = _cubic_tap_weights(source - base)
+    offsets = source - base
+    weights = np.stack(
+        [_cubic(offsets + 1, _CUBIC_A), _cubic(offsets, _CUBIC_A),
+         _cubic(1 - offsets, _CUBIC_A), _cubic(2 - offsets, _CUBIC_A)],
+        axis=-1,
+    )
     matrix = np.zeros((out_size, in_size))
     rows = np.arange(out_size)
     for tap, offset in enumerate((-1, 0, 1, 2)):
@@ -59,6 +82,7 @@ def resample_position_embeddings(
     pos_emb: np.ndarray,
     old_grid: tuple[int, int] | int,
     new_grid: tuple[int, int] | int,
+    antialias: bool = False,
 ) -> np.ndarray:
     """Resamples position embeddings from one patch grid to another.
 
@@ -71,6 +95,8 @@ def resample_position_embeddings(
             is the number of prefix tokens plus `rows * cols` of `old_grid`.
         old_grid: the grid the embeddings were learned for, `(rows, cols)` or an int.
         new_grid: the target grid, `(rows, cols)` or an int.
+        antialias: use PyTorch's antialiased bicubic kernel (`antialias=True`),
+            as DINOv2 with registers does; the plain one otherwise.
 
     Returns:
         An array of the same rank and dtype with the patch part resampled.
@@ -97,9 +123,9 @@ def resample_position_embeddings(
     grid = tokens[num_prefix:].reshape(old_rows, old_cols, -1).astype(np.float64)
     resampled = np.einsum(
         "Rr,rcd,Cc->RCd",
-        bicubic_matrix(old_rows, new_rows),
+        bicubic_matrix(old_rows, new_rows, antialias),
         grid,
-        bicubic_matrix(old_cols, new_cols),
+        bicubic_matrix(old_cols, new_cols, antialias),
     )
     out = np.concatenate([tokens[:num_prefix], resampled.reshape(new_rows * new_cols, -1)])
     return out.astype(pos_emb.dtype).reshape((1,) * (pos_emb.ndim - 2) + out.shape)

@@ -75,6 +75,7 @@ class ViT(InputChecks, HubMethods, keras.Model):
             use_mask_token=config.use_mask_token,
             distillation_token=config.distillation_token,
             num_register_tokens=config.num_register_tokens,
+            resample_antialias=config.resample_antialias,
             dtype=dtype,
             name="embeddings",
         )
