@@ -1,18 +1,20 @@
 """Forward-pass images/s: keras_vit on each backend vs transformers and keras-hub.
 
     python benchmarks/bench_inference.py [--runs 5] [--backends jax,tensorflow,torch]
-        [--workloads ViTB16:1,ViTB16:8,ViTTi16:32] [--kinds fp32,bf16] [--budget 30]
-        [--keras-hub no] [--baseline REF]
+        [--workloads ViTB16:1,ViTB16:8,ViTTi16:32,DINOv2S14:8,DeiTS16Distilled:8]
+        [--kinds fp32,bf16] [--budget 30] [--keras-hub no] [--baseline REF]
     python benchmarks/bench_inference.py --smoke      # tiny sizes, to check the script
 
-Workloads: ViT-B/16 at 224 with batch 1 and batch 8, and ViT-Ti/16 at 224 with
-batch 32, random weights and random images.
+Workloads: ViT-B/16 at 224 with batch 1 and batch 8, ViT-Ti/16 at 224 with
+batch 32, and the family's DINOv2-S/14 and DeiT-S/16 (distilled: two prefix
+tokens) at 224 with batch 8; random weights and random images.
 
 Implementations, each in its own process (`harness.Worker`):
 - keras_vit on jax, tensorflow and torch through
   `keras_vit.compile_for_inference(model, precision)`: float32,
   `mixed_bfloat16` and bfloat16 weights (XLA on jax and tensorflow);
-- transformers `ViTModel` (torch), eager and sdpa attention, float32 and bf16
+- transformers' base model of the workload's family (torch: `ViTModel`,
+  `Dinov2Model`, `DeiTModel`), eager and sdpa attention, float32 and bf16
   weights (`.to(torch.bfloat16)`);
 - keras-hub's `ViTBackbone` on each backend, float32, `mixed_bfloat16` and
   `bfloat16`, compiled with the same XLA choice, when keras-hub is installed.
@@ -72,17 +74,16 @@ def keras_hub_step(variant: str, batch: int, precision: str, image_size: int):
 
 
 def transformers_step(variant: str, batch: int, precision: str, image_size: int, attention: str):
-    """A forward step of transformers' `ViTModel` with bf16 or float32 weights.
+    """A forward step of transformers' base model of the variant's family (`ViTModel`,
+    `DeiTModel`, `Dinov2Model`, ...) with bf16 or float32 weights.
 
     Like every other step it starts from the channels-last float32 numpy batch,
     so the move to an NCHW torch tensor of the weights' dtype is timed too.
     """
     import torch
-    import transformers
 
     dtype = getattr(torch, precision)
-    config = workloads.transformers_config(variant, image_size, attention)
-    model = transformers.ViTModel(config, add_pooling_layer=False).eval().to(dtype)
+    model = workloads.transformers_base_model(variant, image_size, attention).eval().to(dtype)
     images = workloads.random_images(batch, image_size)
 
     def step():
@@ -119,7 +120,11 @@ def rows_for(variant: str, batch: int, workers: dict[str, Worker]) -> list[Row]:
 
 BENCHMARK = Benchmark(
     script=__file__,
-    full=dict(image_size=224, workloads="ViTB16:1,ViTB16:8,ViTTi16:32", matmul=workloads.MATMUL),
+    full=dict(
+        image_size=224,
+        workloads="ViTB16:1,ViTB16:8,ViTTi16:32,DINOv2S14:8,DeiTS16Distilled:8",
+        matmul=workloads.MATMUL,
+    ),
     smoke=workloads.SMOKE,
     build_step=build_step,
     rows_for=rows_for,

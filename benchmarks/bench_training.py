@@ -12,7 +12,7 @@ Implementations, each in its own process (`harness.Worker`):
 - keras_vit on jax, tensorflow and torch: `build_variant(..., classes=1000)`,
   `keras.optimizers.AdamW`, `train_on_batch`; float32 and `mixed_bfloat16`;
   XLA on jax and tensorflow, eager PyTorch on torch;
-- transformers `ViTForImageClassification` (torch, sdpa) with
+- transformers' image classifier of the variant's family (torch, sdpa) with
   `torch.optim.AdamW`: float32, and bf16 autocast for the mixed row;
 - with `--keras-hub yes`, keras-hub's `ViTBackbone` with a [CLS] Dense head,
   compiled alike. It is off by default: seven ViT-B/16 training workers (AdamW
@@ -87,7 +87,7 @@ def transformers_step(variant: str, batch: int, precision: str, image_size: int)
     import transformers
 
     config = workloads.transformers_config(variant, image_size, num_labels=CLASSES)
-    model = transformers.ViTForImageClassification(config).train()
+    model = transformers.AutoModelForImageClassification.from_config(config).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     images = workloads.random_images(batch, image_size)
     labels = random_labels(batch)

@@ -15,25 +15,17 @@ def split_variant(variant: str) -> tuple[str, dict]:
     return name, ({"num_hidden_layers": int(layers)} if layers else {})
 
 
-def sizes(variant: str, image_size: int) -> dict:
-    """The shape fields of a keras_vit variant at `image_size`.
+def variant_config(variant: str, image_size: int):
+    """The `ViTConfig` of a `split_variant` name at `image_size`.
 
     Example:
-        >>> sizes("ViTB16", 224)["hidden"]
+        >>> variant_config("ViTB16", 224).hidden_size
         768
     """
     import keras_vit
 
     name, overrides = split_variant(variant)
-    config = keras_vit.variant_config(name, **overrides)
-    return dict(
-        image_size=image_size,
-        patch_size=config.patch_size,
-        hidden=config.hidden_size,
-        layers=config.num_hidden_layers,
-        heads=config.num_attention_heads,
-        mlp=config.intermediate_size,
-    )
+    return keras_vit.variant_config(name, image_size=image_size, **overrides)
 
 
 def keras_vit_model(variant: str, image_size: int, **kwargs):
@@ -48,19 +40,27 @@ def vit_forward_gflops(variant: str, image_size: int) -> float:
     """GFLOP of one image's forward pass (a multiply-add counts 2).
 
     Counts the matrix products: patch embedding, Q/K/V/output projections, the
-    two attention products and the MLP. Elementwise work is left out.
+    two attention products and the MLP (three projections for SwiGLU and gated
+    MLPs). Prefix tokens ([CLS], distillation, registers) count as tokens.
+    Elementwise work is left out.
 
     Example:
         >>> round(vit_forward_gflops("ViTB16", 224), 1)
         35.1
     """
-    shape = sizes(variant, image_size)
-    hidden, patch = shape["hidden"], shape["patch_size"]
-    patches = (image_size // patch) ** 2
-    tokens = patches + 1
-    embedding = patches * patch**2 * 3 * hidden
-    per_layer = 4 * tokens * hidden**2 + 2 * tokens**2 * hidden + 2 * tokens * hidden * shape["mlp"]
-    return 2 * (embedding + shape["layers"] * per_layer) / 1e9
+    config = variant_config(variant, image_size)
+    hidden, (rows, cols) = config.hidden_size, config.grid_size
+    patch_height, patch_width = config.patch_pair
+    patches = rows * cols
+    tokens = patches + config.num_prefix_tokens
+    mlp_projections = 2 if config.mlp_type == "mlp" else 3
+    embedding = patches * patch_height * patch_width * config.num_channels * hidden
+    per_layer = (
+        4 * tokens * hidden**2
+        + 2 * tokens**2 * hidden
+        + mlp_projections * tokens * hidden * config.intermediate_size
+    )
+    return 2 * (embedding + config.num_hidden_layers * per_layer) / 1e9
 
 
 def matmul_gflops(shape: tuple[int, int, int]) -> float:
@@ -107,33 +107,44 @@ def random_images(batch: int, image_size: int):
 
 
 def transformers_config(variant: str, image_size: int, attention: str = "sdpa", **kwargs):
-    """A transformers `ViTConfig` of the variant's shape."""
+    """transformers' config of the variant's family and shape (`ViTConfig`,
+    `DeiTConfig`, `Dinov2Config`, ...), as keras_vit exports it.
+
+    Args:
+        variant: a `split_variant` name.
+        image_size: the input side.
+        attention: transformers' attention implementation.
+        **kwargs: more transformers config fields, e.g. `num_labels`.
+    """
     import transformers
 
-    shape = sizes(variant, image_size)
-    return transformers.ViTConfig(
-        image_size=image_size,
-        patch_size=shape["patch_size"],
-        hidden_size=shape["hidden"],
-        num_hidden_layers=shape["layers"],
-        num_attention_heads=shape["heads"],
-        intermediate_size=shape["mlp"],
-        attn_implementation=attention,
-        **kwargs,
-    )
+    from keras_vit.conversion.hf_config import config_to_hf
+
+    fields = config_to_hf(variant_config(variant, image_size))
+    return transformers.AutoConfig.for_model(**fields, attn_implementation=attention, **kwargs)
+
+
+def transformers_base_model(variant: str, image_size: int, attention: str = "sdpa"):
+    """transformers' base model of the variant's family (`ViTModel`, `DeiTModel`,
+    `Dinov2Model`, ...), without a pooler, randomly initialised."""
+    import transformers
+
+    config = transformers_config(variant, image_size, attention)
+    pooler = {"add_pooling_layer": False} if config.model_type in ("vit", "deit") else {}
+    return transformers.AutoModel.from_config(config, **pooler)
 
 
 def keras_hub_backbone(variant: str, image_size: int, dtype: str):
     """keras-hub's `ViTBackbone` of the variant's shape."""
     import keras_hub
 
-    shape = sizes(variant, image_size)
+    config = variant_config(variant, image_size)
     return keras_hub.models.ViTBackbone(
         image_shape=(image_size, image_size, 3),
-        patch_size=shape["patch_size"],
-        num_layers=shape["layers"],
-        num_heads=shape["heads"],
-        hidden_dim=shape["hidden"],
-        mlp_dim=shape["mlp"],
+        patch_size=config.patch_size,
+        num_layers=config.num_hidden_layers,
+        num_heads=config.num_attention_heads,
+        hidden_dim=config.hidden_size,
+        mlp_dim=config.intermediate_size,
         dtype=dtype,
     )

@@ -82,7 +82,7 @@ def _mlp_ratio(config: ViTConfig) -> int:
     """The whole `mlp_ratio` (transformers' DINOv2 configs take an int) that gives a
     DINOv2 config's intermediate size back."""
     d, m = config.hidden_size, config.intermediate_size
-    for ratio in range(1, m // d + 2):
+    for ratio in range(1, 2 * m // d + 2):  # SwiGLU's width is about 2/3 of d * ratio
         width = _swiglu_width(d, ratio) if config.mlp_type == "swiglu" else d * ratio
         if width == m:
             return ratio
@@ -241,11 +241,16 @@ def check_exportable(config: ViTConfig) -> None:
         elif config.pooling != pooling:
             problems.append(f"pooling={config.pooling!r} under the head ({pooling!r} expected)")
         if config.pre_logits:
-            problems.append(f"pre_logits together with a head ({architecture(config)} has no pooler)")
+            problems.append(
+                f"pre_logits together with a head ({architecture(config)} has no pooler)"
+            )
     elif config.pre_logits and (
         paths.PRE_LOGITS not in family.top_modules or config.pooling != "token"
     ):
-        problems.append(f"pre_logits on pooling={config.pooling!r} ({family.base_class}'s pooler, if any, reads [CLS])")
+        problems.append(
+            f"pre_logits on pooling={config.pooling!r} "
+            f"({family.base_class}'s pooler, if any, reads [CLS])"
+        )
     if problems:
         raise ValueError(
             f"This model cannot be saved in transformers' {config.model_type!r} format: "

@@ -31,7 +31,13 @@ _V5_NAMES = [
     (r"^layers\.(\d+)\.", r"encoder.layer.\1."),
 ]
 
-_VARIABLES = {"kernel": "weight", "bias": "bias", "gamma": "weight", "beta": "bias", "scale": "lambda1"}
+_VARIABLES = {
+    "kernel": "weight",
+    "bias": "bias",
+    "gamma": "weight",
+    "beta": "bias",
+    "scale": "lambda1",
+}
 _PLAIN_VIT = ViTConfig()
 
 
@@ -122,7 +128,9 @@ def keras_shape(keras_path: str, hf_shape: tuple, family: Family | None = None) 
     return (1, *shape) if _is_flat(keras_path, family) else shape
 
 
-def to_keras_layout(keras_path: str, tensor: np.ndarray, family: Family | None = None) -> np.ndarray:
+def to_keras_layout(
+    keras_path: str, tensor: np.ndarray, family: Family | None = None
+) -> np.ndarray:
     """Converts a transformers tensor to the layout of the Keras weight at `keras_path`."""
     array = tensor.transpose(_to_keras_axes(keras_path, tensor.ndim))
     return array[None] if _is_flat(keras_path, family) else array

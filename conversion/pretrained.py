@@ -29,6 +29,7 @@ from keras_vit.conversion.hf_config import (
     config_to_hf,
     preprocessor_to_hf,
 )
+from keras_vit.conversion.keras_hub_preset import is_keras_hub_preset, load_keras_hub_preset
 from keras_vit.conversion.names import canonical_hf_name
 from keras_vit.model import ViT
 from keras_vit.model import weight_paths as paths
@@ -131,7 +132,8 @@ def load_pretrained(
     Args:
         directory: holds `config.json` and `model.safetensors` (sharded or
             not) or `pytorch_model.bin`; a directory keras_vit wrote is loaded
-            through its Keras-native files when nothing is overridden.
+            through its Keras-native files when nothing is overridden. A
+            keras-hub preset (ViT, DeiT, DINOv2) goes to `load_keras_hub_preset`.
         image_size: build for another resolution; learned position
             embeddings are resampled bicubically, exactly as transformers'
             `interpolate_pos_encoding=True`.
@@ -177,6 +179,10 @@ def load_pretrained(
         model.load_weights(str(directory / KERAS_WEIGHTS))
         return model
 
+    if is_keras_hub_preset(directory):
+        return load_keras_hub_preset(
+            directory, image_size, classes, include_top, verbose, **model_arguments, **overrides
+        )
     base = hf_backbone_config(directory)
     family = family_of(base.model_type)
     checkpoint = read_checkpoint(directory)

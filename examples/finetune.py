@@ -3,6 +3,8 @@
     python examples/finetune.py                           # offline: scikit-learn's digits
     python examples/finetune.py --data-dir DIR            # your folder: DIR/<class>/<image>
     python examples/finetune.py --dataset NAME --model ViTB16 --weights imagenet21k
+    python examples/finetune.py --data-dir DIR --model DINOv2S14 --weights lvd142m --linear-probe
+    python examples/finetune.py --data-dir DIR --model ./my-checkpoint   # any family's checkpoint
     KERAS_BACKEND=jax python examples/finetune.py --distribution data   # every visible device
 
 With no --dataset / --data-dir, scikit-learn's handwritten digits (1,797 images,
@@ -11,6 +13,12 @@ loaded with `datasets` like any user folder, and a small ViT is trained from
 scratch (nothing can be downloaded offline). The recipe is
 `keras_vit.training.compile_for_finetuning`. The last line printed is
 `test_accuracy: 0.XXXX`.
+
+`--model` is `small`, a variant of any family (`ViTB16`, `DeiTS16Distilled`,
+`DINOv2S14`, `DINOv3B16`, ...; `--weights` names its pretrained weights), or a
+checkpoint directory or Hub repo id of any family, loaded with
+`ViT.from_pretrained`. `--linear-probe` (also `--freeze-backbone`) trains the
+class heads only, on frozen features: DINOv2's classic evaluation.
 
 `--distribution data|model|auto` trains on every visible device with
 `keras_vit.distribution.configure` (Keras' distribution API, JAX backend):
@@ -107,9 +115,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--image-column", help="default: the column of Image features")
     parser.add_argument("--label-column", help="default: the column of ClassLabel features")
     parser.add_argument(
-        "--model", default="small", choices=["small", *keras_vit.VARIANTS], help="architecture"
+        "--model",
+        default="small",
+        help="small, a variant (ViTB16, DINOv2S14, ...), or a checkpoint directory or Hub repo",
     )
-    parser.add_argument("--weights", default="none", help="imagenet21k, imagenet, a repo, none")
+    parser.add_argument(
+        "--weights", default="none", help="a variant's weights: imagenet21k, a repo, ..., none"
+    )
     parser.add_argument("--image-size", type=int, help="default: 32 for small, else 224")
     parser.add_argument("--epochs", type=positive(int), default=60)
     parser.add_argument("--batch-size", type=positive(int), default=32)
@@ -118,7 +130,13 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
     parser.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay")
-    parser.add_argument("--freeze-backbone", action="store_true", help="train the head only")
+    parser.add_argument(
+        "--linear-probe",
+        "--freeze-backbone",
+        dest="freeze_backbone",
+        action="store_true",
+        help="train the class heads only, on frozen features",
+    )
     parser.add_argument("--no-crop", action="store_true", help="no random resized crop")
     parser.add_argument("--no-flip", action="store_true", help="no horizontal flip")
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
@@ -142,21 +160,58 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def architecture(args: argparse.Namespace) -> keras_vit.ViTConfig:
-    """The shape of the model to train, before it is built (heads, widths, depth)."""
+def check_model(args: argparse.Namespace) -> None:
+    """Refuses a --model that is no preset, variant or checkpoint, and --weights without a variant.
+
+    Args:
+        args: the parsed arguments.
+
+    Returns:
+        Nothing; raises SystemExit with a one-line message instead.
+
+    Example:
+        >>> check_model(parse_arguments(["--model", "ViTB99"]))
+        SystemExit: Unknown --model ViTB99: give small, a variant (...), or a checkpoint ...
+    """
+    if args.model == "small" or args.model in keras_vit.VARIANTS:
+        return
+    if "/" not in args.model and not Path(args.model).is_dir():
+        raise SystemExit(
+            f"Unknown --model {args.model}: give small, a variant ({', '.join(keras_vit.VARIANTS)})"
+            ", or a checkpoint directory or Hub repo id (org/name)."
+        )
+    if args.weights != "none":
+        raise SystemExit(
+            f"--weights {args.weights} goes with a variant name; --model {args.model} is a "
+            "checkpoint, which brings its own weights. Drop --weights."
+        )
+
+
+def architecture(args: argparse.Namespace) -> keras_vit.ViTConfig | None:
+    """The shape of the model to train, before it is built (heads, widths, depth).
+
+    `None` for a checkpoint: its shape is known once it is read, so `--distribution`
+    cannot check the mesh against it beforehand.
+    """
     if args.model == "small":
         return keras_vit.ViTConfig(**SMALL)
-    return keras_vit.variant_config(args.model)
+    if args.model in keras_vit.VARIANTS:
+        return keras_vit.variant_config(args.model)
+    return None
 
 
 def build_model(args: argparse.Namespace, classes: int, id2label: dict[int, str]):
-    """The model to fine-tune: a builder variant (pretrained or not) or the small preset."""
+    """The model to fine-tune: the small preset, a variant (pretrained or not) or a checkpoint."""
     head = dict(
         classes=classes,
         id2label=id2label,
         drop_path_rate=args.drop_path,
         classifier_activation=None,
     )
+    if args.model not in ("small", *keras_vit.VARIANTS):
+        return keras_vit.ViT.from_pretrained(
+            args.model, image_size=args.image_size, dtype=args.precision, verbose=False, **head
+        )
     if args.model == "small":
         if args.weights != "none":
             raise SystemExit("--model small has no pretrained weights; use --weights none.")
@@ -227,6 +282,7 @@ def save_best(model: keras_vit.ViT, output: Path) -> None:
 
 def main(argv: list[str] | None = None) -> float:
     args = parse_arguments(argv)
+    check_model(args)
     check_output(args)
     try:
         return finetune(args)

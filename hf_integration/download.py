@@ -6,7 +6,8 @@ every Hugging Face library, and huggingface_hub's progress bars are shown.
 Offline, or with the Hub unreachable, a repo loads from the cache when an
 earlier load fetched the same files. huggingface_hub's errors are re-raised
 as `OSError`s that say what to do, and network failures that outlast its
-retries as `ConnectionError`s.
+retries as `ConnectionError`s. A gated repo (DINOv3) that refuses access
+raises a `PermissionError` saying to accept its licence and log in.
 """
 
 from __future__ import annotations
@@ -194,7 +195,19 @@ def _explained_hub_errors(repo: str, revision: str | None) -> Iterator[None]:
             f"Revision {revision!r} does not exist in {repo}. Use an existing branch, tag or "
             "commit sha, or revision=None for the default branch."
         ) from error
-    except (errors.RepositoryNotFoundError, errors.GatedRepoError) as error:
+    except errors.GatedRepoError as error:  # a subclass of RepositoryNotFoundError
+        status = getattr(error.response, "status_code", None)
+        who = (
+            "you are not logged in"
+            if status == 401
+            else "your account has not been granted access (or the token cannot read gated repos)"
+        )
+        raise PermissionError(
+            f"{repo} is a gated repo and {who} (HTTP {status}). Accept its licence on "
+            f"{constants.ENDPOINT}/{repo} while logged in to the Hub, then log in here with "
+            "`hf auth login` (or `huggingface-cli login`), set HF_TOKEN, or pass token=."
+        ) from error
+    except errors.RepositoryNotFoundError as error:
         raise OSError(
             f"Repo {repo} was not found on the Hub, or you lack access to it. Check the id; "
             "for a private or gated repo log in with `hf auth login` or pass token=."

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from keras_vit.conversion.hf_config import architecture
 from keras_vit.model import ViT
 
 TAGS = ["keras", "keras-vit", "vision-transformer", "image-classification"]
+# The card's tags end with the family's transformers model_type ("vit", "deit",
+# "dinov2", ...), the tag the Hub gives that family's transformers repos.
 
 
 def model_card(model: ViT, repo_id: str | None = None) -> str:
@@ -16,7 +19,8 @@ def model_card(model: ViT, repo_id: str | None = None) -> str:
         repo_id: where it is pushed, for the usage snippets; a placeholder if `None`.
 
     Returns:
-        The card's Markdown text. Its metadata holds `library_name: keras`, `tags`,
+        The card's Markdown text. Its metadata holds `library_name: keras`, `tags`
+        (`TAGS` and the family's model_type, e.g. `dinov2`),
         `pipeline_tag` (`image-classification` with a head, else
         `image-feature-extraction`), `base_model` when the weights came from
         another Hub repo, and `labels` when the head has names.
@@ -32,12 +36,16 @@ def model_card(model: ViT, repo_id: str | None = None) -> str:
     labels = [config.id2label[i] for i in sorted(config.id2label)] if config.id2label else None
     metadata = ModelCardData(
         library_name="keras",
-        tags=TAGS,
+        tags=[*TAGS, config.model_type],
         pipeline_tag="image-classification" if config.classes else "image-feature-extraction",
         base_model=base_model,
         labels=labels if config.classes else None,
     )
-    transformers_class = "AutoModelForImageClassification" if config.classes else "ViTModel"
+    # The family's own class, except for a plain classifier, which the Auto class finds.
+    plain_classifier = config.classes and not config.distillation_head
+    transformers_class = (
+        "AutoModelForImageClassification" if plain_classifier else architecture(config)
+    )
     height, width = config.image_pair
     sections = [
         f"---\n{metadata.to_yaml()}\n---",

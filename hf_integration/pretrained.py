@@ -6,8 +6,10 @@ import os
 from pathlib import Path
 from typing import Any
 
+from keras_vit.conversion.keras_hub_preset import is_keras_hub_preset, keras_hub_backbone_config
 from keras_vit.conversion.pretrained import hf_backbone_config, load_pretrained, reshapes_checkpoint
 from keras_vit.hf_integration.download import download_checkpoint, split_source
+from keras_vit.hf_integration.keras_hub_download import download_keras_hub_preset
 from keras_vit.hf_integration.named_weights import named_weights_repo, weight_names
 from keras_vit.model import ViT
 
@@ -25,7 +27,9 @@ def from_pretrained(
     """Builds a `ViT` from a Hub repo or a local transformers / keras_vit checkpoint.
 
     Args:
-        source: `org/name`, `hf://org/name`, or a local directory.
+        source: `org/name`, `hf://org/name`, or a local directory, holding a
+            transformers or keras_vit checkpoint, or a keras-hub preset of a
+            ViT, DeiT or DINOv2 backbone or image classifier.
         revision: a branch, tag or commit sha of the repo.
         token: a Hub token for private or gated repos (default: the logged-in one).
         cache_dir: another cache than huggingface_hub's default.
@@ -44,15 +48,21 @@ def from_pretrained(
     """
     directory, repo_id = split_source(source)
     if repo_id is not None:
-        directory = download_checkpoint(
-            repo_id,
+        hub = dict(
             revision=revision,
             token=token,
             cache_dir=cache_dir,
             force_download=force_download,
             local_files_only=local_files_only,
-            keras_native=not reshapes_checkpoint(**kwargs),
         )
+        try:
+            directory = download_checkpoint(
+                repo_id, **hub, keras_native=not reshapes_checkpoint(**kwargs)
+            )
+        except FileNotFoundError:  # no transformers weights: maybe a keras-hub preset
+            directory = download_keras_hub_preset(repo_id, **hub)
+            if directory is None:
+                raise
     if variant is not None:
         check_variant(directory, variant, source)
     model = load_pretrained(directory, **kwargs)
@@ -65,7 +75,8 @@ def check_variant(directory: Path, variant: str, source: str | os.PathLike) -> N
     """Raises a ValueError if the checkpoint in `directory` is not `variant`'s shape."""
     from keras_vit.variants import variant_config
 
-    found = hf_backbone_config(directory)
+    keras_hub = is_keras_hub_preset(directory)
+    found = (keras_hub_backbone_config if keras_hub else hf_backbone_config)(directory)
     expected = variant_config(variant)
     fields = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
     mismatched = [

@@ -5,6 +5,11 @@ Everything runs the model once through `ViT.encode(..., output_attentions=True)`
 on any backend and then works in numpy, so the results are numpy arrays. The
 pure-numpy cores (`fuse_heads`, `rollout_matrices`, `attention_distance`) take
 attention arrays directly, for attentions you already have.
+
+Every family is covered: the prefix tokens ([CLS], DeiT's distillation token,
+the registers of DINOv2 with registers and DINOv3; `config.num_prefix_tokens`
+of them) come first and are not patches, so the maps keep only the tokens
+after them; rollout and [CLS] attention read the [CLS] row.
 """
 
 from __future__ import annotations
@@ -120,16 +125,17 @@ def attention_rollout(
         start_layer: the first layer rolled out.
 
     Returns:
-        A float64 array `(B, rows, cols)` on the patch grid: the last row of
-        `rollout_matrices` for [CLS], without its weight on itself. It is not
-        rescaled; plots rescale it for display.
+        A float64 array `(B, rows, cols)` on the patch grid: the [CLS] row of
+        the last `rollout_matrices`, without its weights on the prefix tokens
+        ([CLS] itself, a distillation token, registers). It is not rescaled;
+        plots rescale it for display.
 
     Example:
         >>> attention_rollout(model, images, discard_ratio=0.9).shape  # 224 / 16
         (8, 14, 14)
     """
     joint = rollout_matrices(_attentions(model, images), head_fusion, discard_ratio, start_layer)
-    return joint[-1][:, 0, 1:].reshape(-1, *model.config.grid_size)
+    return joint[-1][:, 0, model.config.num_prefix_tokens :].reshape(-1, *model.config.grid_size)
 
 
 def cls_attention(model, images, layer: int = -1) -> np.ndarray:
@@ -142,23 +148,26 @@ def cls_attention(model, images, layer: int = -1) -> np.ndarray:
 
     Returns:
         A float64 array `(B, heads, rows, cols)`. Each head's map sums to one
-        minus that head's attention of [CLS] on itself.
+        minus that head's attention of [CLS] on the prefix tokens (itself, a
+        distillation token, registers).
 
     Example:
         >>> cls_attention(model, images, layer=0).shape  # ViT-B/16 at 224
         (8, 12, 14, 14)
     """
     attention = _attentions(model, images)[layer]
-    return attention[:, :, 0, 1:].reshape(*attention.shape[:2], *model.config.grid_size)
+    patches = attention[:, :, 0, model.config.num_prefix_tokens :]
+    return patches.reshape(*attention.shape[:2], *model.config.grid_size)
 
 
 def position_embedding_similarity(model) -> np.ndarray:
     """Cosine similarity between the position embeddings of every pair of patches.
 
-    The [CLS] position is left out. Models with fixed sin-cos embeddings
-    (`position_embedding="sincos"`) are handled too: their embeddings are
-    compared the same way, showing the structure they were given rather than
-    one that was learned.
+    The positions of the prefix tokens ([CLS], a distillation token) are left
+    out. Models with fixed sin-cos embeddings (`position_embedding="sincos"`)
+    are handled too: their embeddings are compared the same way, showing the
+    structure they were given rather than one that was learned. RoPE models
+    (DINOv3) have no position table: they rotate queries and keys instead.
 
     Args:
         model: a `keras_vit.ViT`.
@@ -168,34 +177,53 @@ def position_embedding_similarity(model) -> np.ndarray:
         similarity of patch `(i, j)` to patch `(k, l)`. It is symmetric and
         1 on the diagonal.
 
+    Raises:
+        ValueError: the model has no position-embedding table (RoPE).
+
     Example:
         >>> position_embedding_similarity(model)[3, 4].shape  # ViT-B/16 at 224
         (14, 14)
     """
+    config = model.config
+    if config.position_embedding == "rope":
+        raise ValueError(
+            f"position_embedding_similarity needs a position-embedding table, but this "
+            f"{config.model_type} model uses rotary position embedding (position_embedding="
+            "'rope'), which rotates queries and keys instead. Use attention_rollout, "
+            "cls_attention or mean_attention_distance to look at it."
+        )
+    grid = config.grid_size
     embeddings = keras.ops.convert_to_numpy(model.embeddings.position_embedding)
-    patches = np.asarray(embeddings, dtype=np.float64)[0, 1:]
+    # The patches' positions come last, after those of [CLS] and a distillation token.
+    patches = np.asarray(embeddings, dtype=np.float64)[0, -grid[0] * grid[1] :]
     patches = patches / np.linalg.norm(patches, axis=-1, keepdims=True)
-    grid = model.config.grid_size
     return (patches @ patches.T).reshape(*grid, *grid)
 
 
 def attention_distance(
-    attentions: Sequence, grid_size: tuple[int, int], patch_size: tuple[int, int]
+    attentions: Sequence,
+    grid_size: tuple[int, int],
+    patch_size: tuple[int, int],
+    num_prefix_tokens: int = 1,
 ) -> np.ndarray:
     """Mean attention distance in pixels, per layer and head (the ViT paper's Figure 7).
 
-    Only patch tokens count: the [CLS] row and column are dropped, and each
+    Only patch tokens count: the rows and columns of the prefix tokens
+    ([CLS], a distillation token, registers) are dropped, and each
     query's weights on the patches are renormalised to sum to 1, so the
     result is the distance a patch looks across among patches, whatever it
-    gives to [CLS]. For each query patch the distance is the attention-weighted
+    gives to the prefix tokens. For each query patch the distance is the attention-weighted
     sum of the Euclidean distances, in pixels, from its centre to every key
     patch's centre (a step of one patch is `patch_size` pixels, for each side
     on its own); it is then averaged over the queries and the images.
 
     Args:
-        attentions: one `(B, heads, N, N)` array per layer, [CLS] first.
-        grid_size: the patch grid `(rows, cols)`, with `rows * cols = N - 1`.
+        attentions: one `(B, heads, N, N)` array per layer, the prefix tokens
+            first, then the patches.
+        grid_size: the patch grid `(rows, cols)`.
         patch_size: the patch `(height, width)` in pixels.
+        num_prefix_tokens: the tokens before the patches, with
+            `num_prefix_tokens + rows * cols = N` (`config.num_prefix_tokens`).
 
     Returns:
         A float64 array `(layers, heads)`.
@@ -210,7 +238,14 @@ def attention_distance(
     distances = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
     means = []
     for attention in attentions:
-        patches = np.asarray(attention, dtype=np.float64)[:, :, 1:, 1:]
+        attention = np.asarray(attention, dtype=np.float64)
+        if attention.shape[-1] != num_prefix_tokens + len(centres):
+            raise ValueError(
+                f"Attention over {attention.shape[-1]} tokens does not fit {num_prefix_tokens} "
+                f"prefix token(s) and the {len(centres)} patches of a {tuple(grid_size)} grid; "
+                "pass the model's config.grid_size and config.num_prefix_tokens."
+            )
+        patches = attention[:, :, num_prefix_tokens:, num_prefix_tokens:]
         patches = patches / patches.sum(axis=-1, keepdims=True)
         means.append((patches * distances).sum(axis=-1).mean(axis=(0, 2)))
     return np.stack(means)
@@ -235,4 +270,6 @@ def mean_attention_distance(model, images) -> np.ndarray:
         (12, 12)
     """
     config = model.config
-    return attention_distance(_attentions(model, images), config.grid_size, config.patch_pair)
+    return attention_distance(
+        _attentions(model, images), config.grid_size, config.patch_pair, config.num_prefix_tokens
+    )

@@ -117,7 +117,8 @@ def explain(args: argparse.Namespace) -> str:
 
     Returns:
         The text to print: the top-5 predictions (for a model with a head) and
-        the files written.
+        the files written. A RoPE model (DINOv3) has no position-embedding
+        table, so it gets no `position_similarity.png`, and a note says so.
 
     Example:
         >>> print(explain(argparse.Namespace(image="4.png", model="runs/finetune/model",
@@ -143,9 +144,18 @@ def explain(args: argparse.Namespace) -> str:
     output = Path(args.output)
     rollout, similarity, distance = (output / name for name in EXPLAIN_FILES)
     plotting.plot_attention_overlay(image, keras_vit.attention_rollout(model, pixels)[0], rollout)
-    plotting.plot_position_similarity(keras_vit.position_embedding_similarity(model), similarity)
     plotting.plot_attention_distance(keras_vit.mean_attention_distance(model, pixels), distance)
-    lines.append(f"wrote {rollout}, {similarity}, {distance}")
+    written = [rollout, distance]
+    if model.config.position_embedding == "rope":
+        lines.append(
+            f"note: no {similarity.name}: the model uses rotary position embedding (RoPE), "
+            "which has no position-embedding table to compare"
+        )
+    else:
+        similarities = keras_vit.position_embedding_similarity(model)
+        plotting.plot_position_similarity(similarities, similarity)
+        written.insert(1, similarity)
+    lines.append(f"wrote {', '.join(map(str, written))}")
     return "\n".join(lines)
 
 

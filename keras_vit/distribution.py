@@ -33,8 +33,16 @@ STRATEGIES = ("data", "model", "auto")
 # MODEL_AXIS marks the axis split across the mesh's model axis. Column-split
 # kernels (and their biases) give each device a slice of the heads or MLP
 # units; row-split kernels consume those slices, and XLA sums their partial
-# outputs. Every other weight (embeddings, LayerNorms, the row-split layers'
-# biases, pre-logits, head) is replicated.
+# outputs. Every other weight (embeddings and the prefix tokens, LayerNorms,
+# layer scales, the row-split layers' biases, pre-logits, heads) is replicated.
+# The gated MLP's gate is split like mlp_fc1. SwiGLU's fused mlp_fc1 holds its
+# gate and values halves side by side on the output axis, so a column split
+# gives a device gate columns or value columns, not matching slices of both.
+# The numbers stay right: under jit, XLA's SPMD partitioner computes what the
+# unsharded program does and moves the halves' activations together for their
+# product (tests/support/multi_device_jax.py checks it). That costs one
+# exchange of the block's MLP activations; replicating the kernel instead would
+# hold and compute the block's largest matmul whole on every device.
 _COLUMN_SPLIT = (paths.QUERY, paths.KEY, paths.VALUE, paths.MLP_FC1, paths.MLP_GATE)
 _ROW_SPLIT = (paths.ATTENTION_OUTPUT, paths.MLP_FC2)
 MEGATRON_LAYOUT: dict[str, tuple[str | None, ...]] = {
@@ -137,9 +145,10 @@ def layout_map(
 ) -> keras.distribution.LayoutMap:
     """The Megatron-style `LayoutMap` of a ViT's weights over `mesh`.
 
-    Q/K/V and the first MLP kernel are split by columns (their biases too),
-    the attention output and second MLP kernel by rows; everything else is
-    replicated. The keys are `MEGATRON_LAYOUT`'s regexes over weight paths.
+    Q/K/V, the first MLP kernel (SwiGLU's fused one too) and the gated MLP's
+    gate are split by columns (their biases too), the attention output and
+    second MLP kernel by rows; everything else is replicated. The keys are
+    `MEGATRON_LAYOUT`'s regexes over weight paths.
 
     Args:
         mesh: a `keras.distribution.DeviceMesh` with an axis named `model_dim`.

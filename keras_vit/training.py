@@ -210,7 +210,9 @@ def compile_for_finetuning(
             (see `no_weight_decay`).
         label_smoothing: label smoothing of the cross-entropy.
         layer_decay: layer-wise learning-rate decay factor (e.g. 0.75); `None` disables.
-        freeze_backbone: train only the head (a linear probe).
+        freeze_backbone: train only the class head and, for a distilled DeiT,
+            the distillation head: a linear probe on frozen features (embeddings,
+            blocks, final LayerNorm and pre-logits stay as they are).
         clip_global_norm: clip gradients to this global norm.
         metrics: compile metrics.
 
@@ -229,7 +231,7 @@ def compile_for_finetuning(
         )
     if freeze_backbone:
         for layer in model.layers:
-            layer.trainable = layer.name == paths.HEAD
+            layer.trainable = layer.name in (paths.HEAD, paths.DISTILLATION_HEAD)
     warmup = round(0.05 * total_steps) if warmup_steps is None else warmup_steps
     options = dict(
         learning_rate=warmup_cosine(learning_rate, total_steps, warmup),

@@ -6,6 +6,7 @@ in a JAX pytest process with 8 virtual CPU devices. It runs JAX whatever this
 suite's backend, so it runs in the jax pass only (`in_the_jax_pass_only`).
 """
 
+import math
 import os
 import re
 import subprocess
@@ -49,11 +50,40 @@ BLOCK_LAYOUT = {
 }
 
 
+# The gated MLP's gate is split like mlp_fc1. SwiGLU's fused mlp_fc1 (its gate and
+# values halves side by side on the output axis) is split by columns too: a device
+# then holds gate columns or value columns, and XLA moves the halves together for
+# their product (multi_device_jax.py checks the numbers); replicating it instead
+# would repeat the block's largest matmul on every device.
+GATE_LAYOUT = {"mlp_gate/kernel": COLUMN, "mlp_gate/bias": SPLIT_BIAS}
+FAMILY_HEADS = dict(num_attention_heads=4, classes=3, classifier_activation=None)
+MLP_KINDS = {
+    "swiglu": tiny_config(
+        **FAMILY_HEADS,
+        mlp_type="swiglu",
+        layerscale_value=0.5,
+        num_register_tokens=2,
+        pooling="token_and_gap",
+    ),
+    "gated": tiny_config(
+        **FAMILY_HEADS,
+        mlp_type="gated",
+        hidden_act="silu",
+        layerscale_value=0.5,
+        num_register_tokens=2,
+        key_bias=False,
+        position_embedding="rope",
+    ),
+}
+
+
 def expected_axes(path: str, ndim: int) -> tuple:
     """How a weight should be split: `BLOCK_LAYOUT` inside a block, else replicated."""
     within_block = re.sub(r"^encoder/layer_\d+/", "", path)
     replicated = (None,) * ndim
-    return BLOCK_LAYOUT.get(within_block, replicated) if within_block != path else replicated
+    if within_block == path:
+        return replicated
+    return {**BLOCK_LAYOUT, **GATE_LAYOUT}.get(within_block, replicated)
 
 
 @in_the_jax_pass_only
@@ -92,6 +122,32 @@ def test_layout_map_splits_attention_and_mlp_and_replicates_the_rest():
         assert axes == tuple("tensor" if a == "model" else a for a in expected), variable.path
     split = [v.path for v in model.weights if layouts[v.path] is not None]
     assert len(split) == CONFIG.num_hidden_layers * len(BLOCK_LAYOUT)
+
+
+@pytest.mark.parametrize("kind", list(MLP_KINDS))
+def test_layout_map_splits_gated_and_swiglu_mlps(kind):
+    config = MLP_KINDS[kind]
+    mesh = keras.distribution.DeviceMesh((1, 1), ("batch", "model"), devices=["cpu:0"])
+    layouts = distribution.layout_map(mesh, config=config)
+    model = ViT(config)
+    split = {}
+    for variable in model.weights:
+        layout = layouts[variable.path]
+        axes = layout.axes if layout is not None else (None,) * len(variable.shape)
+        assert axes == expected_axes(variable.path, len(variable.shape)), variable.path
+        if layout is not None:
+            split[variable.path.removeprefix("encoder/layer_0/")] = tuple(variable.shape)
+    if kind == "swiglu":  # the fused kernel: gate and values, 2 x 64 columns
+        assert split["mlp_fc1/kernel"] == (32, 128) and "mlp_gate/kernel" not in split
+    else:
+        assert split["mlp_gate/kernel"] == split["mlp_fc1/kernel"] == (32, 64)
+        assert "attention/key/bias" not in split  # DINOv3 has none
+    # The memory estimate follows the layout: split weights take half on each of 2 devices.
+    halves = sum(
+        math.prod(v.shape) / (2 if "model" in expected_axes(v.path, len(v.shape)) else 1)
+        for v in model.weights
+    )
+    assert distribution.training_memory(config, model_parallel=2)["weights"] == 4 * halves
 
 
 def test_model_parallel_size_must_divide_heads_and_mlp_width():

@@ -235,3 +235,67 @@ def test_bad_images_are_refused_before_anything_is_written(pets_dir, tmp_path):
     message = str(refused.value.code)
     assert str(truncated) in message and "remove or replace them" in message
     assert not (tmp_path / "run").exists()
+
+
+# The script on family checkpoints: any family's directory as --model, and --linear-probe.
+
+FAMILY_CHECKPOINTS = {
+    # DINOv2 with registers and layer scale, no head: the linear probe's classic case.
+    "dinov2_registers": (
+        "Dinov2WithRegistersModel",
+        "Dinov2WithRegistersConfig",
+        dict(image_size=32, patch_size=8, mlp_ratio=2, layerscale_value=0.5, num_register_tokens=2),
+    ),
+    # A distilled DeiT with both heads, for the pets' three classes.
+    "deit_distilled": (
+        "DeiTForImageClassificationWithTeacher",
+        "DeiTConfig",
+        dict(image_size=32, patch_size=8, intermediate_size=64, num_labels=3),
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "probe"),
+    [("dinov2_registers", True), ("deit_distilled", True), ("deit_distilled", False)],
+)
+def test_finetune_a_family_checkpoint(pets_dir, tmp_path, name, probe):
+    from tests.support.family_models import make_family_model, write_hub_repo
+
+    checkpoint = tmp_path / name
+    write_hub_repo(
+        make_family_model(*FAMILY_CHECKPOINTS[name][:2], 0, **FAMILY_CHECKPOINTS[name][2]),
+        checkpoint,
+    )
+    output = tmp_path / "run"
+    arguments = [f"--data-dir={pets_dir}", f"--model={checkpoint}", "--epochs=1", "--lr=0.05"]
+    accuracy = finetune_script().main(
+        [*arguments, "--batch-size=8", f"--output={output}", *(["--linear-probe"] * probe)]
+    )
+    assert 0.0 <= accuracy <= 1.0
+    before = ViT.from_pretrained(checkpoint, classes=3, verbose=False)
+    after = ViT.from_pretrained(output / "model", verbose=False)
+    assert after.config.model_type == before.config.model_type
+    assert after.config.id2label == dict(enumerate(PETS))
+    heads = [p for p in ("head", "distillation_head") if getattr(after, p) is not None]
+    assert heads == (["head", "distillation_head"] if name == "deit_distilled" else ["head"])
+    changed = {
+        new.path
+        for old, new in zip(before.weights, after.weights, strict=True)
+        if not np.array_equal(to_numpy(old), to_numpy(new))
+    }
+    head_weights = {f"{head}/{part}" for head in heads for part in ("kernel", "bias")}
+    assert head_weights <= changed  # every head trained
+    if probe:
+        assert changed == head_weights  # and nothing else
+    else:
+        assert len(changed) > len(head_weights) + 10
+
+
+def test_weights_go_with_a_variant_and_unknown_models_are_refused(tmp_path):
+    with pytest.raises(SystemExit, match="Unknown --model ViTB99"):
+        finetune_script().main(["--model=ViTB99", f"--output={tmp_path}"])
+    with pytest.raises(SystemExit, match="--weights imagenet goes with a variant name"):
+        finetune_script().main(
+            [f"--model={tmp_path}", "--weights=imagenet", f"--output={tmp_path}"]
+        )

@@ -37,6 +37,37 @@ def test_weight_decay_excludes_exactly_biases_norms_tokens_and_positions():
     assert {"embeddings/cls_token", "embeddings/position_embedding", "layernorm/gamma"} <= excluded
 
 
+# Every family option that adds weights: layer scales, the gated MLP's gate, the
+# distillation token and head, registers, no key bias.
+FAMILY_OPTIONS = dict(
+    distillation_token=True,
+    distillation_head=True,
+    num_register_tokens=2,
+    layerscale_value=0.5,
+    mlp_type="gated",
+    key_bias=False,
+)
+
+
+def test_weight_decay_and_layer_decay_cover_every_family_weight():
+    model = tiny_classifier(**FAMILY_OPTIONS)
+    excluded = {v.path for v in no_weight_decay(model)}
+    new_tables = {"embeddings/distillation_token", "embeddings/register_tokens"}
+    scales = {f"encoder/layer_{i}/{s}_scale/scale" for i in (0, 1) for s in ("attention", "mlp")}
+    assert new_tables | scales <= excluded
+    assert "encoder/layer_1/attention/key/bias" not in {v.path for v in model.weights}
+    decayed = {v.path for v in model.trainable_variables} - excluded
+    assert {"encoder/layer_0/mlp_gate/kernel", "distillation_head/kernel"} <= decayed
+    assert all(path.endswith("/kernel") for path in decayed)
+    multipliers = layer_decay_multipliers(model, 0.5)
+    assert set(multipliers) == {v.path for v in model.trainable_variables}
+    for path in new_tables:
+        assert multipliers[path] == 0.5**3  # with the embeddings
+    assert multipliers["encoder/layer_0/attention_scale/scale"] == 0.5**2
+    assert multipliers["encoder/layer_1/mlp_gate/kernel"] == 0.5
+    assert multipliers["distillation_head/kernel"] == 1.0
+
+
 def test_optimizer_decays_only_kernels():
     model = randomize_head(tiny_classifier())  # a zero head kernel would decay to zero anyway
     compile_for_finetuning(model, total_steps=10, learning_rate=0.1, warmup_steps=0)
@@ -101,6 +132,14 @@ def test_frozen_backbone_trains_only_the_head():
     model = tiny_classifier()
     compile_for_finetuning(model, total_steps=4, freeze_backbone=True)
     assert {v.path for v in model.trainable_variables} == {"head/kernel", "head/bias"}
+    distilled = tiny_classifier(distillation_token=True, distillation_head=True)
+    compile_for_finetuning(distilled, total_steps=4, freeze_backbone=True)
+    assert {v.path for v in distilled.trainable_variables} == {
+        "head/kernel",
+        "head/bias",
+        "distillation_head/kernel",
+        "distillation_head/bias",
+    }
     with pytest.raises(ValueError, match="needs a model with a classification head"):
         compile_for_finetuning(ViT(tiny_config()), total_steps=4)
 

@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ PUBLISHED_COUNTS = {
 }
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", list(PUBLISHED_COUNTS))
 def test_closed_form_count_matches_published(variant):
     assert variant_config(variant, classes=1000).count_params() == PUBLISHED_COUNTS[variant]
 
@@ -30,10 +32,7 @@ def test_built_model_count_matches_published(variant):
 
 
 def test_table_sizes():
-    sizes = {
-        name: (layers, hidden, heads, mlp)
-        for name, (layers, hidden, heads, mlp, _) in VARIANTS.items()
-    }
+    sizes = {name: (row.layers, row.hidden, row.heads, row.mlp) for name, row in VARIANTS.items()}
     assert sizes["ViTTi16"] == (12, 192, 3, 768)
     assert sizes["ViTS16"] == (12, 384, 6, 1536)
     assert sizes["ViTB16"] == sizes["ViTB32"] == (12, 768, 12, 3072)
@@ -106,25 +105,163 @@ def test_unknown_variant():
         build_variant("ViTX16")
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
-def test_closed_form_count_matches_transformers(variant):
-    """transformers' own ViT, built on the meta device (nothing allocated), as the oracle."""
+# The official checkpoints' config.json facts, by the parts of a variant's name:
+# size letter -> (hidden_size, num_hidden_layers, num_attention_heads) ...
+SIZES = {
+    "Ti": (192, 12, 3),
+    "S": (384, 12, 6),
+    "B": (768, 12, 12),
+    "L": (1024, 24, 16),
+    "H": (1280, 32, 16),
+    "G": (1536, 40, 24),
+    "HPlus": (1280, 32, 20),
+}
+# ... and (family, suffix) -> (transformers config class, model class, other fields).
+FAMILY_FACTS = {
+    ("ViT", ""): ("ViTConfig", "ViTForImageClassification", {}),
+    ("DeiT", ""): ("ViTConfig", "ViTForImageClassification", {}),  # model_type "vit" repos
+    ("DeiT", "Distilled"): ("DeiTConfig", "DeiTForImageClassificationWithTeacher", {}),
+    ("DINOv2", ""): (
+        "Dinov2Config",
+        "Dinov2Model",
+        dict(image_size=518, mlp_ratio=4, layerscale_value=1.0),
+    ),
+    ("DINOv2", "Registers"): (
+        "Dinov2WithRegistersConfig",
+        "Dinov2WithRegistersModel",
+        dict(image_size=518, mlp_ratio=4, layerscale_value=1.0, num_register_tokens=4),
+    ),
+    ("DINOv3", ""): (
+        "DINOv3ViTConfig",
+        "DINOv3ViTModel",
+        dict(num_register_tokens=4, key_bias=False, layerscale_value=1.0),
+    ),
+    ("MAE", ""): ("ViTMAEConfig", "ViTMAEModel", {}),
+    ("MSN", ""): ("ViTMSNConfig", "ViTMSNModel", {}),
+}
+NAME = re.compile(r"(ViT|DeiT|DINOv2|DINOv3|MAE|MSN)(Ti|S|B|L|HPlus|H|G)(\d+)(\w*)")
+
+
+def official_reference(variant):
+    """transformers' model of the official checkpoint `variant` stands for, on the meta
+    device (nothing allocated), built from the facts above, not from keras_vit's table."""
     import torch
     import transformers
 
-    config = variant_config(variant, classes=1000)
-    hf_config = transformers.ViTConfig(
-        hidden_size=config.hidden_size,
-        num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads,
-        intermediate_size=config.intermediate_size,
-        patch_size=config.patch_size,
-        image_size=224,
-        num_labels=1000,
+    family, size, patch, suffix = NAME.fullmatch(variant).groups()
+    hidden, layers, heads = SIZES[size]
+    config_class, model_class, facts = FAMILY_FACTS[(family, suffix)]
+    values = dict(
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * hidden,
+        patch_size=int(patch),
+        **facts,
     )
+    if variant.startswith("DINOv2G"):
+        values["use_swiglu_ffn"] = True
+    if variant == "DINOv3HPlus16":
+        values.update(use_gated_mlp=True, hidden_act="silu")
+    if "Classification" in model_class:
+        values["num_labels"] = 1000
+    config = getattr(transformers, config_class)(**values)
     with torch.device("meta"):
-        reference = transformers.ViTForImageClassification(hf_config)
-    assert config.count_params() == sum(p.numel() for p in reference.parameters())
+        return getattr(transformers, model_class)(config)
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_closed_form_count_matches_the_official_checkpoints_model(variant):
+    reference = official_reference(variant)
+    head = "Classification" in type(reference).__name__
+    config = variant_config(variant, classes=1000 if head else None)
+    assert config.model_type == reference.config.model_type
+    assert config.hidden_act == reference.config.hidden_act
+    assert config.image_pair == (reference.config.image_size,) * 2
+    # MAE's sin-cos table is a frozen parameter in transformers and no weight here.
+    trainable = sum(p.numel() for p in reference.parameters() if p.requires_grad)
+    assert config.count_params() == trainable
+
+
+def tiny_row(monkeypatch, variant, mlp=64):
+    """Cuts `variant`'s row to 2 layers of width 32, keeping its family and options."""
+    row = VARIANTS[variant]._replace(layers=2, hidden=32, heads=2, mlp=mlp)
+    monkeypatch.setitem(VARIANTS, variant, row)
+
+
+@pytest.mark.parametrize(
+    "variant, mlp, include_top",
+    [
+        ("DeiTTi16Distilled", 64, True),
+        ("DINOv2S14", 128, False),
+        ("DINOv2G14", 88, False),  # SwiGLU: 2/3 of 4 x 32, rounded up to a multiple of 8
+        ("DINOv2S14Registers", 128, False),
+        ("DINOv3S16", 128, False),
+        ("DINOv3HPlus16", 128, False),
+        ("MAEB16", 128, False),
+        ("MSNS16", 128, False),
+    ],
+)
+def test_random_builders_are_their_familys_transformers_model(
+    monkeypatch, tmp_path, variant, mlp, include_top
+):
+    """Built without weights, the model exports as its family's transformers class with
+    no tensor missing or unexpected, and computes what transformers computes."""
+    import torch
+    import transformers
+
+    from tests.conftest import to_numpy
+    from tests.conversion.conftest import nchw, random_images
+
+    tiny_row(monkeypatch, variant, mlp)
+    patch = VARIANTS[variant].patch
+    model = getattr(keras_vit, variant)(
+        include_top=include_top, classes=3, classifier_activation=None, image_size=2 * patch
+    )
+    model.save_pretrained(tmp_path / "export")
+    _, model_class, _ = FAMILY_FACTS[NAME.fullmatch(variant).group(1, 4)]
+    if not include_top:
+        model_class = model_class.replace("ForImageClassificationWithTeacher", "Model")
+    theirs, info = getattr(transformers, model_class).from_pretrained(
+        tmp_path / "export", output_loading_info=True
+    )
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    images = random_images(model)
+    if model_class == "ViTMAEModel":
+        theirs.config.mask_ratio = 0.0
+        kwargs = dict(noise=torch.arange(4, dtype=torch.float32).expand(2, -1))
+    else:
+        kwargs = {}
+    with torch.no_grad():
+        outputs = theirs.eval()(nchw(images), **kwargs)
+    expected = outputs.logits if include_top else outputs.last_hidden_state
+    ours = model(images) if include_top else model.encode(images)["last_hidden_state"]
+    np.testing.assert_allclose(to_numpy(ours), expected.numpy(), atol=1e-4)
+
+
+def test_family_builders_without_weights():
+    dinov2 = variant_config("DINOv2S14")
+    assert (dinov2.model_type, dinov2.layerscale_value, dinov2.image_size) == ("dinov2", 1.0, 518)
+    dinov3 = variant_config("DINOv3S16")
+    assert (dinov3.position_embedding, dinov3.num_register_tokens) == ("rope", 4)
+    assert variant_config("DINOv3HPlus16").mlp_type == "gated"
+    assert variant_config("DINOv2G14Registers").mlp_type == "swiglu"
+    assert variant_config("DeiTB16Distilled", classes=10).distillation_head
+    assert not variant_config("DeiTB16Distilled").distillation_head
+    assert variant_config("DeiTB16").model_type == "vit"
+    model = keras_vit.DINOv3S16(include_top=False, num_hidden_layers=1, image_size=32)
+    assert model.name == "dinov3_s16" and model.output.shape == (None, 384)
+
+
+def test_every_builder_is_exported_with_its_named_weights():
+    from keras_vit.hf_integration.named_weights import weight_names
+
+    for variant in VARIANTS:
+        builder = getattr(keras_vit, variant)
+        assert builder.__name__ == variant and variant in keras_vit.__all__
+        assert weight_names(variant), f"{variant} has no named weights"
+        for name in weight_names(variant):
+            assert f"`{name!r}`" in builder.__doc__
 
 
 def test_builders_document_and_accept_positional_arguments():

@@ -17,7 +17,9 @@ class StackedProjections:
     version on every in-place write: `assign`, `load_weights`, an optimizer
     step). The copy costs three D x D kernels per block, a quarter of the
     encoder's weights, which is why only `compile_for_inference` sets it up.
-    Where it would not give the layer's own numbers (no biases, LoRA,
+    A projection without a bias (DINOv3's key, or all three with
+    `qkv_bias=False`) adds zeros in its part of the stacked bias. Where the
+    stacked product would not give the layer's own numbers (LoRA,
     quantization, weights stored in another dtype than the compute dtype), or
     while autograd records, the layer's own three products run.
 
@@ -39,13 +41,12 @@ class StackedProjections:
         """Whether the stacked product gives the three layers' own results.
 
         Returns:
-            True when every layer has a bias, no LoRA and no quantization, and
-            stores its weights in its compute dtype (under mixed precision
-            Keras casts them on every read, so a stored copy would go stale).
+            True when no layer has LoRA or quantization, and each stores its
+            weights in its compute dtype (under mixed precision Keras casts
+            them on every read, so a stored copy would go stale).
         """
         return all(
-            layer.bias is not None
-            and not layer.lora_enabled
+            not layer.lora_enabled
             and layer.quantization_mode is None
             and layer.dtype_policy.compute_dtype == layer.dtype_policy.variable_dtype
             for layer in self.layers
@@ -70,14 +71,21 @@ class StackedProjections:
 
     def _stacked(self) -> tuple:
         kernels = [tensor_of(layer.kernel) for layer in self.layers]
-        biases = [tensor_of(layer.bias) for layer in self.layers]
+        biases = [tensor_of(layer.bias) for layer in self.layers if layer.bias is not None]
         source_key = write_versions([*kernels, *biases])
         if source_key != self._source_key:
             # A plain tensor without autograd history, also when built inside
             # `predict`'s inference mode.
             with torch.inference_mode(False), torch.no_grad():
                 self._kernel = torch.cat(kernels, dim=1)
-                self._bias = torch.cat(biases)
+                self._bias = torch.cat(
+                    [
+                        tensor_of(layer.bias)
+                        if layer.bias is not None
+                        else kernels[0].new_zeros(layer.units)
+                        for layer in self.layers
+                    ]
+                )
             self._source_key = source_key
         return self._bias, self._kernel
 

@@ -229,7 +229,9 @@ class ViTConfig:
             ):
                 or_none = " or None" if name == "layerscale_value" else ""
                 raise ValueError(f"{name} must be a number above 0{or_none}, got {value!r}.")
-        if not (isinstance(self.num_register_tokens, numbers.Integral) and self.num_register_tokens >= 0):
+        if not (
+            isinstance(self.num_register_tokens, numbers.Integral) and self.num_register_tokens >= 0
+        ):
             raise ValueError(
                 f"num_register_tokens must be an int >= 0, got {self.num_register_tokens!r}."
             )
@@ -301,9 +303,7 @@ class ViTConfig:
             )
         for name, choices in (("mlp_type", MLP_TYPES), ("model_type", MODEL_TYPES)):
             if getattr(self, name) not in choices:
-                raise ValueError(
-                    f"Unknown {name} {getattr(self, name)!r}. Use one of {choices}."
-                )
+                raise ValueError(f"Unknown {name} {getattr(self, name)!r}. Use one of {choices}.")
         if self.position_embedding == "rope" and self.head_size % 4:
             raise ValueError(
                 "position_embedding='rope' needs a head size (hidden_size / "
@@ -378,7 +378,9 @@ class ViTConfig:
         qkv_biases = (2 + self.key_bias) * d if self.qkv_bias else 0
         attention = 4 * d * d + qkv_biases + (d if self.proj_bias else 0)
         mlp_inputs = {"mlp": 1, "swiglu": 2, "gated": 2}[self.mlp_type]
-        mlp = (mlp_inputs * (d * m + m) + (m * d + d)) if self.mlp_bias else (1 + mlp_inputs) * d * m
+        mlp = (
+            (mlp_inputs * (d * m + m) + (m * d + d)) if self.mlp_bias else (1 + mlp_inputs) * d * m
+        )
         layer_scale = 2 * d if self.layerscale_value is not None else 0
         block = 4 * d + attention + mlp + layer_scale
         total = patch + tokens + self.num_hidden_layers * block + 2 * d

@@ -172,7 +172,9 @@ class EncoderBlock(keras.layers.Layer):
         )
         attended, probs = attended if return_attention_scores else (attended, None)
         # The paper's equations 2 and 3. The fence changes only how the gradient is scheduled.
-        x = KERNELS.fence_gradient(x + self.residual_branch(attended, self.attention_scale, training))
+        x = KERNELS.fence_gradient(
+            x + self.residual_branch(attended, self.attention_scale, training)
+        )
         x = x + self.residual_branch(self.mlp(self.layernorm_after(x)), self.mlp_scale, training)
         return (x, probs) if return_attention_scores else x
 

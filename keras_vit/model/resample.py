@@ -66,8 +66,12 @@ def bicubic_matrix(in_size: int, out_size: int, antialias: bool = False) -> np.n
     base = np.floor(source)
     offsets = source - base
     weights = np.stack(
-        [_cubic(offsets + 1, _CUBIC_A), _cubic(offsets, _CUBIC_A),
-         _cubic(1 - offsets, _CUBIC_A), _cubic(2 - offsets, _CUBIC_A)],
+        [
+            _cubic(offsets + 1, _CUBIC_A),
+            _cubic(offsets, _CUBIC_A),
+            _cubic(1 - offsets, _CUBIC_A),
+            _cubic(2 - offsets, _CUBIC_A),
+        ],
         axis=-1,
     )
     matrix = np.zeros((out_size, in_size))

@@ -33,7 +33,9 @@ def rope_tables(
     rows, cols = grid_size
     centre_rows = 2 * (np.arange(rows) + 0.5) / rows - 1
     centre_cols = 2 * (np.arange(cols) + 0.5) / cols - 1
-    row, col = (axis.reshape(-1, 1) for axis in np.meshgrid(centre_rows, centre_cols, indexing="ij"))
+    row, col = (
+        axis.reshape(-1, 1) for axis in np.meshgrid(centre_rows, centre_cols, indexing="ij")
+    )
     frequencies = theta ** -(np.arange(head_size // 4) * 4 / head_size)
     angles = 2 * np.pi * np.concatenate([row * frequencies, col * frequencies], axis=1)
     angles = np.concatenate([angles, angles], axis=1)

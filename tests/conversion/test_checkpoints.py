@@ -93,8 +93,8 @@ def test_masked_image_modeling_loads_encoder_and_mask_token(tmp_path, caplog):
 def test_unsupported_model_type_is_named(tmp_path):
     make_hf_model("ViTModel", **TINY_IMAGE).save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
-    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "deit"}))
-    with pytest.raises(ValueError, match=r"model_type 'deit' is not supported.*\['vit'\]"):
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "swin"}))
+    with pytest.raises(ValueError, match=r"model_type 'swin' is not supported.*'vit', 'deit'"):
         ViT.from_pretrained(tmp_path)
 
 

@@ -11,10 +11,15 @@ from safetensors.numpy import load_file
 
 from keras_vit import ViT
 from tests.conftest import to_numpy
-from tests.conversion.conftest import nchw, random_images
+from tests.conversion.conftest import random_images
+from tests.support.family_models import (
+    backbone_outputs,
+    make_family_model,
+    run_reference,
+    write_hub_repo,
+)
 
 TOLERANCE = 1e-4
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, attn_implementation="eager")
 VIT_LIKE = dict(intermediate_size=64, image_size=32, patch_size=8)
 DINOV2 = dict(mlp_ratio=2, image_size=32, patch_size=8, layerscale_value=0.5)
 
@@ -91,33 +96,6 @@ FAMILY_CHECKPOINTS = {
 }
 
 
-def make_family_model(class_name: str, config_name: str, seed: int, **overrides):
-    """A random transformers model whose every tensor matters: LayerNorms,
-    biases, layer scales and tokens are perturbed (MAE's fixed sin-cos table
-    stays as transformers computes it)."""
-    torch.manual_seed(seed)
-    config = getattr(transformers, config_name)(**{**TINY, **overrides})
-    model = getattr(transformers, class_name)(config).eval()
-    for module in model.modules():
-        if isinstance(module, transformers.models.vit_mae.modeling_vit_mae.ViTMAEEmbeddings):
-            # Built from a config, the table is left at zeros (its init is skipped);
-            # a real MAE checkpoint holds the sin-cos table, so let transformers write it.
-            module.patch_embeddings.projection._is_hf_initialized = False
-            module.initialize_weights()
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if parameter.requires_grad and (parameter.ndim <= 1 or "token" in name):
-                parameter.add_(0.1 * torch.randn_like(parameter))
-    return model
-
-
-def write_hub_repo(model, directory) -> None:
-    """`save_pretrained`, plus the files a real Hub repo holds beside it."""
-    model.save_pretrained(directory)
-    (directory / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A test model\n")
-    (directory / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
-
-
 @pytest.fixture(scope="module")
 def family_checkpoints(tmp_path_factory):
     """name -> (directory, transformers model) for every FAMILY_CHECKPOINTS entry."""
@@ -132,27 +110,6 @@ def family_checkpoints(tmp_path_factory):
     return made
 
 
-def run_reference(reference, images, **kwargs):
-    """transformers' outputs; MAE gets sorted noise, so that no patch is shuffled."""
-    pixels = nchw(images)
-    if isinstance(reference, transformers.ViTMAEForPreTraining):
-        reference = reference.vit
-    if isinstance(reference, transformers.ViTMAEModel):
-        patch_height, patch_width = reference.embeddings.patch_embeddings.patch_size
-        patches = (pixels.shape[2] // patch_height) * (pixels.shape[3] // patch_width)
-        kwargs["noise"] = torch.arange(patches, dtype=torch.float32).expand(len(images), -1)
-    with torch.no_grad():
-        return reference(pixels, **kwargs)
-
-
-def backbone_outputs(reference, images, **kwargs):
-    """The backbone's outputs of a base model or a classifier."""
-    for attribute in ("deit", "dinov2", "dinov2_with_registers", "vit"):
-        if hasattr(reference, attribute) and not isinstance(reference, transformers.ViTMAEModel):
-            return run_reference(getattr(reference, attribute), images, **kwargs)
-    return run_reference(reference, images, **kwargs)
-
-
 def assert_close(ours, theirs):
     np.testing.assert_allclose(to_numpy(ours), theirs.numpy(), atol=TOLERANCE, rtol=0)
 
@@ -163,7 +120,9 @@ def test_every_output_matches_transformers(family_checkpoints, name):
     model = ViT.from_pretrained(directory, verbose=False)
     assert model.config.model_type == reference.config.model_type
     images = random_images(model)
-    expected = backbone_outputs(reference, images, output_hidden_states=True, output_attentions=True)
+    expected = backbone_outputs(
+        reference, images, output_hidden_states=True, output_attentions=True
+    )
     ours = model.encode(images, output_hidden_states=True, output_attentions=True)
     assert_close(ours["last_hidden_state"], expected.last_hidden_state)
     if getattr(expected, "pooler_output", None) is not None:
@@ -226,27 +185,30 @@ def test_transformers_loads_the_export_with_the_matching_class(family_checkpoint
 
 
 def mae_at_size(reference, size):
-    """transformers' MAE built for `size`, with `reference`'s weights and the sin-cos
-    table transformers computes for that grid. (`ViTMAEEmbeddings.initialize_weights`
-    assumes a square grid, so the table comes from the function it calls, with the
-    same swap of halves.)"""
-    config = type(reference.config)(**{**reference.config.to_dict(), "image_size": list(size)})
-    rebuilt = type(reference)(config).eval()
+    """transformers' MAE encoder built for `size`, with `reference`'s weights and the
+    sin-cos table transformers computes for that grid. (`ViTMAEEmbeddings.initialize_weights`
+    and the pretraining decoder assume a square grid, so the encoder is rebuilt alone
+    and its table comes from the function transformers calls, with the same swap of halves.)"""
+    encoder = getattr(reference, "vit", reference)
+    config = type(encoder.config)(**{**encoder.config.to_dict(), "image_size": list(size)})
+    rebuilt = transformers.ViTMAEModel(config).eval()
     state = {
         key: value
-        for key, value in reference.state_dict().items()
-        if "position_embeddings" not in key and "decoder_pos_embed" not in key
+        for key, value in encoder.state_dict().items()
+        if "position_embeddings" not in key
     }
     rebuilt.load_state_dict(state, strict=False)
     patch = config.patch_size
     table = transformers.models.vit_mae.modeling_vit_mae.build_2d_sinusoidal_position_embedding(
-        height=size[0] // patch, width=size[1] // patch, embed_dim=config.hidden_size, cls_token=True
+        height=size[0] // patch,
+        width=size[1] // patch,
+        embed_dim=config.hidden_size,
+        cls_token=True,
     )
     half = config.hidden_size // 2
     table = torch.cat([table[:, half:], table[:, :half]], dim=1)
-    backbone = rebuilt.vit if hasattr(rebuilt, "vit") else rebuilt
     with torch.no_grad():
-        backbone.embeddings.position_embeddings.copy_(table[None])
+        rebuilt.embeddings.position_embeddings.copy_(table[None])
     return rebuilt
 
 

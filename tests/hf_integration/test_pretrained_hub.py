@@ -243,9 +243,9 @@ def test_missing_repo_revision_and_weights_are_explained(hub, tmp_path):
         ViT.from_pretrained("org/no-weights")
     with pytest.raises(OSError, match="Revision 'nope' does not exist in org/no-weights"):
         ViT.from_pretrained("org/no-weights", revision="nope")
-    hub.plant("org/deit", {"config.json": b'{"model_type": "deit"}', "model.safetensors": b""})
-    with pytest.raises(ValueError, match="model_type 'deit' is not supported"):
-        ViT.from_pretrained("org/deit")
+    hub.plant("org/swin", {"config.json": b'{"model_type": "swin"}', "model.safetensors": b""})
+    with pytest.raises(ValueError, match="model_type 'swin' is not supported"):
+        ViT.from_pretrained("org/swin")
     hub.plant("org/no-config", {"model.safetensors": b""})
     with pytest.raises(FileNotFoundError, match="org/no-config has no config.json"):
         ViT.from_pretrained("org/no-config")
@@ -257,7 +257,13 @@ def test_model_card_metadata_and_body(hub, token, tiny_repo):
     model.push_to_hub("me/tuned", token=token)
     card = huggingface_hub.ModelCard.load("me/tuned")
     assert card.data.library_name == "keras"
-    assert card.data.tags == ["keras", "keras-vit", "vision-transformer", "image-classification"]
+    assert card.data.tags == [
+        "keras",
+        "keras-vit",
+        "vision-transformer",
+        "image-classification",
+        "vit",
+    ]
     assert card.data.pipeline_tag == "image-classification"
     assert card.data.base_model == "org/tiny"
     assert card.data.labels == ["cat", "dog", "fox"]

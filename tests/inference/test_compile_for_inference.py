@@ -133,3 +133,40 @@ def test_inference_graph_needs_a_cpp_compiler(monkeypatch):
     assert quiet_copy(ViT(tiny_config()), "bfloat16").graph is None
     with pytest.raises(RuntimeError, match=r"needs a C\+\+ compiler.*jit_compile=False"):
         InferenceGraph(ViT(tiny_config()))
+
+
+# Every family option: the compiled copy (XLA, or on torch stacked q/k/v and the
+# Inductor graph) gives the model's numbers.
+FAMILY_OPTIONS = {
+    "dinov3_rope_gated_no_key_bias": dict(
+        position_embedding="rope",
+        num_register_tokens=2,
+        key_bias=False,
+        layerscale_value=0.5,
+        mlp_type="gated",
+        hidden_act="silu",
+        image_size=(32, 48),
+    ),
+    "dinov2_swiglu_registers": dict(
+        mlp_type="swiglu", layerscale_value=0.5, num_register_tokens=2, pooling="token_and_gap"
+    ),
+    "deit_distilled": dict(distillation_token=True, distillation_head=True),
+    "mae_sincos_gap": dict(position_embedding="sincos", pooling="gap"),
+    "no_biases": dict(qkv_bias=False, proj_bias=False, mlp_bias=False),
+}
+
+
+@pytest.mark.parametrize("name", list(FAMILY_OPTIONS))
+def test_compiled_copy_matches_the_model_for_every_family_option(rng, name):
+    model = ViT(tiny_config(classes=5, classifier_activation=None, **FAMILY_OPTIONS[name]))
+    # Every weight random: zero heads, unit layer scales and zero biases would hide mistakes.
+    model.set_weights(
+        [w + rng.normal(0, 0.3, w.shape).astype("float32") for w in model.get_weights()]
+    )
+    images = rng.standard_normal((3, *model.config.image_pair, 3)).astype("float32")
+    expected = to_numpy(model(images))
+    assert np.abs(expected).max() > 0.1
+    fast = quiet_copy(model, "float32")
+    np.testing.assert_allclose(fast.predict_on_batch(images), expected, atol=1e-5, rtol=1e-5)
+    if keras.backend.backend() == "torch":  # q, k and v as one product, missing biases as zeros
+        assert all(block.attention.project_qkv.applies() for block in fast.encoder.blocks)

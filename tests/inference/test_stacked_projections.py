@@ -36,10 +36,14 @@ def test_only_the_torch_copy_stacks_and_the_model_never_does():
 
 
 @torch_only
-def test_stacked_projections_give_the_same_numbers_and_follow_weight_changes(rng):
+@pytest.mark.parametrize(
+    "biases", [{}, {"key_bias": False}, {"qkv_bias": False}], ids=["qkv", "no_key", "none"]
+)
+def test_stacked_projections_give_the_same_numbers_and_follow_weight_changes(rng, biases):
+    """With every bias, without the key's (DINOv3), and without any: missing biases are zeros."""
     import torch
 
-    layer = attention_layer(rng)
+    layer = attention_layer(rng, **biases)
     x = keras.ops.convert_to_tensor(rng.standard_normal((2, 7, 24)).astype("float32"))
     projections = stacked(layer)
     assert projections.applies()
@@ -53,7 +57,8 @@ def test_stacked_projections_give_the_same_numbers_and_follow_weight_changes(rng
 
     compare()
     layer.key.kernel.assign(rng.standard_normal((24, 24)).astype("float32"))
-    layer.value.bias.assign(np.ones(24, "float32"))
+    if layer.value.bias is not None:
+        layer.value.bias.assign(np.ones(24, "float32"))
     compare()
 
 
@@ -64,7 +69,7 @@ def test_stacking_applies_only_where_it_gives_the_same_numbers(rng):
     layer.key.enable_lora(2)
     assert not stacked(layer).applies()
     assert not stacked(attention_layer(rng, "mixed_bfloat16")).applies()
-    assert not stacked(attention_layer(rng, qkv_bias=False)).applies()
+    assert stacked(attention_layer(rng, key_bias=False)).applies()
 
 
 def test_a_compiled_copy_still_gives_input_gradients_after_predict(rng):

@@ -22,7 +22,9 @@ the full 40-hex sha of one of the repo's commits. Writes need any
 (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`) and a JSON `{"error": ...}` body, which the
 client turns into `RepositoryNotFoundError`, `RevisionNotFoundError` and
 `RemoteEntryNotFoundError`. A missing token gives a 401 the client raises as `HfHubHTTPError`.
-A repo's `private` flag is stored and reported, not enforced.
+A repo's `private` flag is stored and reported, not enforced. `gate()` makes a repo gated:
+its files then answer 401 or 403 with `X-Error-Code: GatedRepo`, as the real Hub's do until
+the licence is accepted.
 
 The ETag of a file is its git blob sha1, as for non-LFS files on the real Hub; the same value is
 the tree entry `oid` and the preupload `oid`, so re-uploading an unchanged file is a no-op.
@@ -112,6 +114,8 @@ class _Repo:
     created: str = field(default_factory=_now)
     history: list[_Commit] = field(default_factory=list)  # every commit, oldest first
     branches: dict[str, _Commit] = field(default_factory=dict)  # branch name -> head
+    gated: bool = False  # files need a token that `granted` holds
+    granted: set[str] = field(default_factory=set)
 
     @property
     def head(self) -> _Commit:
@@ -255,6 +259,18 @@ class HubServer:
                 repo, {**REAL_REPO_FILES, **files}, f"Plant {len(files)} file(s)"
             ).sha
 
+    def gate(self, repo_id: str, granted: tuple[str, ...] = ()) -> None:
+        """Makes `repo_id` gated, as the Hub does for repos with a licence to accept.
+
+        Its info and listing stay public, but its files answer 401 without a token and
+        403 with a token not in `granted` (one whose user has not accepted the licence),
+        both with the Hub's `X-Error-Code: GatedRepo`, which the client raises as
+        `GatedRepoError`. Raises `KeyError` for an unknown repo.
+        """
+        with self._lock, _as_key_error():
+            repo = self._repo(repo_id)
+            repo.gated, repo.granted = True, set(granted)
+
     def repo_files(self, repo_id: str, revision: str = MAIN) -> dict[str, bytes]:
         """A copy of the files of `repo_id` at `revision` ("main" or a commit sha).
 
@@ -378,7 +394,7 @@ class HubServer:
             case ("GET", ["api", "models", org, name, "tree", revision, *sub]):
                 return self._tree(f"{org}/{name}", revision, "/".join(sub), query)
             case ("GET" | "HEAD", [org, name, "resolve", revision, *file]) if file:
-                return self._resolve_file(f"{org}/{name}", revision, "/".join(file))
+                return self._resolve_file(f"{org}/{name}", revision, "/".join(file), auth)
         raise _HubError(404, f"No such endpoint: {method} /{'/'.join(parts)}")
 
     def _create_repo(self, payload: dict[str, Any]) -> _Response:
@@ -470,7 +486,7 @@ class HubServer:
                 "createdAt": repo.created,
                 "private": repo.private,
                 "disabled": False,
-                "gated": False,
+                "gated": "manual" if repo.gated else False,
                 "downloads": 0,
                 "likes": 0,
                 "tags": [],
@@ -508,9 +524,14 @@ class HubServer:
                 }
         return _json([entries[key] for key in sorted(entries)])
 
-    def _resolve_file(self, repo_id: str, revision: str, path: str) -> _Response:
+    def _resolve_file(
+        self, repo_id: str, revision: str, path: str, auth: str | None = None
+    ) -> _Response:
         with self._lock:
-            commit = self._resolve(self._repo(repo_id), revision)
+            repo = self._repo(repo_id)
+            commit = self._resolve(repo, revision)
+        if repo.gated:
+            _check_gate(repo, auth)
         data = commit.files.get(path)
         if data is None:
             raise _HubError(
@@ -564,6 +585,23 @@ def _check_repo_id(repo_id: str) -> None:
     parts = repo_id.split("/")
     if len(parts) != 2 or not all(_NAME.match(part) for part in parts):
         raise _HubError(400, f"Invalid repo id {repo_id!r}: expected 'org/name'")
+
+
+def _check_gate(repo: _Repo, auth: str | None) -> None:
+    """Answers as the Hub does for a gated repo's file: 401 anonymous, 403 not granted."""
+    scheme, _, token = (auth or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        message = (
+            f"Access to model {repo.repo_id} is restricted. You must have access to it and be "
+            "authenticated to access it. Please log in."
+        )
+        raise _HubError(401, message, "GatedRepo", {"X-Error-Message": message})
+    if token.strip() not in repo.granted:
+        message = (
+            f"Access to model {repo.repo_id} is restricted and you are not in the authorized "
+            "list. Visit the model page to ask for access."
+        )
+        raise _HubError(403, message, "GatedRepo", {"X-Error-Message": message})
 
 
 def _require_auth(auth: str | None) -> None:

@@ -18,7 +18,7 @@ from keras_vit import ViT, distribution
 from keras_vit.data import load_image_classification, make_loaders
 from keras_vit.training import compile_for_finetuning
 from tests.conftest import tiny_config, to_numpy
-from tests.test_distribution import BLOCK_LAYOUT, CONFIG, ROOT, expected_axes
+from tests.test_distribution import BLOCK_LAYOUT, CONFIG, MLP_KINDS, ROOT, expected_axes
 
 
 @pytest.fixture(autouse=True)
@@ -55,10 +55,14 @@ class BatchSharding(keras.callbacks.Callback):
         self.model.train_function = spy
 
 
-def fit_losses(images, labels, callbacks=()) -> list[float]:
-    """Per-step losses of 4 full-batch steps of the recipe on a model seeded with 0."""
+def fit_losses(images, labels, callbacks=(), config=CONFIG, weights=None) -> list[float]:
+    """Per-step losses of 4 full-batch steps of the recipe on a model seeded with 0
+    (or holding `weights`)."""
     keras.utils.set_random_seed(0)
-    model = compile_for_finetuning(ViT(CONFIG), total_steps=4, learning_rate=1e-2)
+    model = ViT(config)
+    if weights is not None:
+        model.set_weights(weights)
+    model = compile_for_finetuning(model, total_steps=4, learning_rate=1e-2)
     history = model.fit(
         images,
         labels,
@@ -113,6 +117,41 @@ def test_model_parallel_shards_megatron_style_and_matches_unsharded(batch, rng):
     assert np.isfinite(history.history["loss"]).all()
     moments = [v for v in model.optimizer.variables if "attention_query_kernel" in v.path]
     assert moments and all(v.value.sharding.spec == PartitionSpec(None, "model") for v in moments)
+
+
+def test_gated_and_swiglu_mlps_split_4_ways_give_the_unsharded_numbers(batch, rng):
+    """SwiGLU's fused kernel split by columns puts its gate and values halves on
+    different devices; XLA must bring them together again for their product.
+    (One test for both kinds: test_on_8_virtual_jax_devices counts the tests.)"""
+    for kind in MLP_KINDS:
+        check_mlp_kind_split_4_ways(batch, rng, kind)
+        keras.distribution.set_distribution(None)
+
+
+def check_mlp_kind_split_4_ways(batch, rng, kind):
+    config = MLP_KINDS[kind]
+    reference = ViT(config)
+    weights = [rng.normal(0.0, 0.3, w.shape).astype("float32") for w in reference.get_weights()]
+    reference.set_weights(weights)
+    expected = to_numpy(reference.predict(batch[0], verbose=0))
+    single = fit_losses(*batch, config=config, weights=weights)
+
+    distribution.configure("model", model_parallel=4, config=config)
+    model = ViT(config)
+    model.set_weights(weights)
+    specs = {v.path: tuple(v.value.sharding.spec) for v in model.weights}
+    assert specs == {v.path: expected_axes(v.path, len(v.shape)) for v in model.weights}
+    fc1 = "encoder/layer_0/mlp_fc1/kernel"
+    assert specs[fc1] == (None, "model")
+    assert model.get_layer("encoder").blocks[0].mlp_fc1.kernel.value.addressable_shards[
+        0
+    ].data.shape == (32, 128 // 4 if kind == "swiglu" else 64 // 4)
+    np.testing.assert_allclose(
+        to_numpy(model.predict(batch[0], batch_size=8, verbose=0)), expected, atol=1e-5
+    )
+    parallel = fit_losses(*batch, config=config, weights=weights)
+    assert len(set(single)) == 4
+    np.testing.assert_allclose(parallel, single, atol=1e-4)
 
 
 def test_auto_picks_the_smallest_model_axis_that_fits():
