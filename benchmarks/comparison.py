@@ -24,6 +24,7 @@ from pathlib import Path
 import workloads
 from checkout import baseline_checkout, this_tree
 from harness import (
+    SINGLE_RUN_SECONDS,
     Worker,
     alternate,
     cpu_line,
@@ -209,6 +210,7 @@ def command_line(description: str) -> argparse.Namespace:
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--single-run-seconds", type=float, help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -234,11 +236,13 @@ def run(benchmark: Benchmark, args: argparse.Namespace) -> None:
                 )
             return benchmark.build_step(args.worker, case, image_size)
 
-        serve(build, warmup)
+        serve(build, warmup, args.single_run_seconds or SINGLE_RUN_SECONDS)
         return
     checkout = baseline_checkout(args.baseline) if args.baseline else nullcontext()
     with checkout as baseline:  # a baseline run times keras_vit against REF's, and only that
         forwarded = [f"--warmup={warmup}", *(["--smoke"] if args.smoke else [])]
+        if baseline:  # ratios need every run timed, however long a step is
+            forwarded.append("--single-run-seconds=inf")
         keras_hub = (
             benchmark.keras_hub_by_default if args.keras_hub is None else args.keras_hub == "yes"
         )

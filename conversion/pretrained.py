@@ -86,33 +86,32 @@ def naming_the_file(path: Path) -> Iterator[None]:
         raise ValueError(message if str(path) in message else f"{path}: {message}") from None
 
 
-def reshapes_checkpoint(
-    image_size: int | tuple[int, int] | None = None,
-    classes: int | None = None,
-    include_top: bool | None = None,
-    verbose: bool = True,
-    include_preprocessing: bool | None = None,
-    dtype: Any = None,
-    name: str | None = None,
-    **overrides: Any,
-) -> bool:
+# `load_pretrained` arguments that never change the stored weights, and those that
+# change them only when given a value.
+_WEIGHT_PRESERVING_ARGUMENTS = ("verbose", "include_preprocessing", "dtype", "name")
+_RESHAPING_ARGUMENTS = ("image_size", "classes", "include_top")
+
+
+def reshapes_checkpoint(**arguments: Any) -> bool:
     """Whether `load_pretrained` arguments change the stored model, so that a
     directory's Keras-native files cannot be used as they are.
 
     Args:
-        image_size, classes, include_top, verbose, include_preprocessing,
-            dtype, name, **overrides: as for `load_pretrained`.
+        **arguments: keyword arguments of `load_pretrained`.
 
     Returns:
-        True if `image_size`, `classes` or `include_top` is given, or any
-        `ViTConfig` override; the other arguments do not change the weights.
+        True if `image_size`, `classes` or `include_top` is given a value, or
+        any `ViTConfig` override is given; `verbose`, `include_preprocessing`,
+        `dtype` and `name` do not change the weights.
 
     Example:
         >>> reshapes_checkpoint(classes=10), reshapes_checkpoint(verbose=False)
         (True, False)
     """
-    return (
-        image_size is not None or classes is not None or include_top is not None or bool(overrides)
+    return any(
+        key not in _WEIGHT_PRESERVING_ARGUMENTS
+        and (value is not None or key not in _RESHAPING_ARGUMENTS)
+        for key, value in arguments.items()
     )
 
 
