@@ -40,7 +40,7 @@ def test_every_keras_weight_names_a_transformers_tensor():
     expected = {canonical_hf_name(name) for name in expected} - {"pooler.dense.weight"}
     expected -= {"pooler.dense.bias"}
     assert {hf_name_for(v.path) for v in model.weights} == expected | {"embeddings.mask_token"}
-    with pytest.raises(KeyError, match="no transformers counterpart"):
+    with pytest.raises(KeyError, match="has no counterpart in transformers' 'vit' models"):
         hf_name_for("encoder/layer_0/unknown/kernel")
 
 
@@ -101,8 +101,8 @@ def test_config_from_hf_uses_transformers_defaults():
     reference = transformers.ViTConfig()
     assert config.layer_norm_eps == reference.layer_norm_eps == 1e-12
     assert (config.hidden_size, config.image_size) == (reference.hidden_size, reference.image_size)
-    with pytest.raises(ValueError, match=r"model_type 'deit' is not supported.*\['vit'\]"):
-        config_from_hf({"model_type": "deit"})
+    with pytest.raises(ValueError, match=r"model_type 'swin' is not supported.*'vit', 'deit'"):
+        config_from_hf({"model_type": "swin"})
 
 
 def test_config_to_hf_round_trips_through_transformers():
