@@ -113,6 +113,16 @@ class Family:
         return self.teacher_heads if distillation_head else self.heads
 
 
+_DINOV2 = Family(
+    "dinov2",
+    "Dinov2Model",
+    "Dinov2ForImageClassification",
+    "dinov2.",
+    block_modules=_DINOV2_BLOCK,
+    top_modules={k: v for k, v in _VIT_TOP.items() if k != paths.PRE_LOGITS},
+    flat_tables=(paths.MASK_TOKEN,),
+)
+
 FAMILIES: dict[str, Family] = {
     family.model_type: family
     for family in (
@@ -128,23 +138,14 @@ FAMILIES: dict[str, Family] = {
                 paths.DISTILLATION_HEAD: "distillation_classifier",
             },
         ),
-        Family(
-            "dinov2",
-            "Dinov2Model",
-            "Dinov2ForImageClassification",
-            "dinov2.",
-            block_modules=_DINOV2_BLOCK,
-            top_modules={k: v for k, v in _VIT_TOP.items() if k != paths.PRE_LOGITS},
-            flat_tables=(paths.MASK_TOKEN,),
-        ),
-        Family(
-            "dinov2_with_registers",
-            "Dinov2WithRegistersModel",
-            "Dinov2WithRegistersForImageClassification",
-            "dinov2_with_registers.",
-            block_modules=_DINOV2_BLOCK,
-            top_modules={k: v for k, v in _VIT_TOP.items() if k != paths.PRE_LOGITS},
-            flat_tables=(paths.MASK_TOKEN,),
+        _DINOV2,
+        # The same tensors as DINOv2's, under other class names and prefix.
+        dataclasses.replace(
+            _DINOV2,
+            model_type="dinov2_with_registers",
+            base_class="Dinov2WithRegistersModel",
+            classifier_class="Dinov2WithRegistersForImageClassification",
+            prefix="dinov2_with_registers.",
         ),
         Family(
             "dinov3_vit",

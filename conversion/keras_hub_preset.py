@@ -324,11 +324,7 @@ def keras_hub_backbone_config(directory: str | os.PathLike) -> ViTConfig:
         'dinov2'
     """
     directory = Path(directory)
-    backbone = read_keras_hub_config(directory)
-    if backbone is None:
-        raise ValueError(f"{directory} is not a keras-hub preset (no Keras-serialised {CONFIG}).")
-    if backbone["class_name"] not in BACKBONES:
-        raise _unsupported(directory, "class", backbone)
+    backbone = _supported_backbone_config(directory)
     from keras_vit.conversion.pretrained import naming_the_file
 
     with naming_the_file(directory / CONFIG):
@@ -790,6 +786,16 @@ def _deliberately_unread(name: str, entries: list[Entry]) -> bool:
     return name.startswith(TASK_PREFIX) and not reads_task
 
 
+def _supported_backbone_config(directory: Path) -> dict:
+    """The preset's backbone config; a ValueError unless it is a backbone keras_vit reads."""
+    backbone = read_keras_hub_config(directory)
+    if backbone is None:
+        raise ValueError(f"{directory} is not a keras-hub preset (no Keras-serialised {CONFIG}).")
+    if backbone["class_name"] not in BACKBONES:
+        raise _unsupported(directory, "class", backbone)
+    return backbone
+
+
 def load_keras_hub_preset(
     directory: str | os.PathLike,
     image_size: int | tuple[int, int] | None = None,
@@ -843,11 +849,7 @@ def load_keras_hub_preset(
     from keras_vit.model.initializers import skip_random_init
 
     directory = Path(directory)
-    backbone = read_keras_hub_config(directory)
-    if backbone is None:
-        raise ValueError(f"{directory} is not a keras-hub preset (no Keras-serialised {CONFIG}).")
-    if backbone["class_name"] not in BACKBONES:
-        raise _unsupported(directory, "class", backbone)
+    backbone = _supported_backbone_config(directory)
     task = None
     if (directory / TASK_CONFIG).is_file() and include_top is not False:
         task = read_json_object(directory / TASK_CONFIG)
