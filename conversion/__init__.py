@@ -10,7 +10,8 @@ and DINOv2 are read by `load_keras_hub_preset`.
 from keras_vit.conversion.checkpoint import Checkpoint, read_checkpoint, write_safetensors
 from keras_vit.conversion.convert import CheckpointMismatchError, hf_to_keras, keras_to_hf
 from keras_vit.conversion.hf_config import config_from_hf, config_to_hf
-from keras_vit.conversion.keras_hub_preset import is_keras_hub_preset, load_keras_hub_preset
+from keras_vit.conversion.keras_hub_config import is_keras_hub_preset
+from keras_vit.conversion.keras_hub_preset import load_keras_hub_preset
 from keras_vit.conversion.names import canonical_hf_name, hf_name_for
 from keras_vit.conversion.pretrained import load_pretrained, save_pretrained
 

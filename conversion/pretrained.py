@@ -29,7 +29,8 @@ from keras_vit.conversion.hf_config import (
     config_to_hf,
     preprocessor_to_hf,
 )
-from keras_vit.conversion.keras_hub_preset import is_keras_hub_preset, load_keras_hub_preset
+from keras_vit.conversion.keras_hub_config import is_keras_hub_preset
+from keras_vit.conversion.keras_hub_preset import load_keras_hub_preset
 from keras_vit.conversion.names import canonical_hf_name
 from keras_vit.model import ViT
 from keras_vit.model import weight_paths as paths
@@ -88,7 +89,9 @@ def naming_the_file(path: Path) -> Iterator[None]:
 
 # `load_pretrained` arguments that never change the stored weights, and those that
 # change them only when given a value.
-_WEIGHT_PRESERVING_ARGUMENTS = ("verbose", "include_preprocessing", "dtype", "name")
+# `ViT(...)`'s own keyword arguments, beside its config.
+MODEL_ARGUMENTS = ("include_preprocessing", "dtype", "name")
+_WEIGHT_PRESERVING_ARGUMENTS = ("verbose", *MODEL_ARGUMENTS)
 _RESHAPING_ARGUMENTS = ("image_size", "classes", "include_top")
 
 
@@ -113,6 +116,30 @@ def reshapes_checkpoint(**arguments: Any) -> bool:
         and (value is not None or key not in _RESHAPING_ARGUMENTS)
         for key, value in arguments.items()
     )
+
+
+def split_model_arguments(arguments: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Splits loading arguments into `ViT(...)`'s own and the `ViTConfig` overrides.
+
+    Args:
+        arguments: keyword arguments of a loader beyond its sizes, e.g.
+            `{"dtype": "bfloat16", "name": None, "drop_path_rate": 0.1}`.
+
+    Returns:
+        `(model_arguments, overrides)`: `include_preprocessing`, `dtype` and
+        `name` where they are not `None`, then everything else.
+
+    Example:
+        >>> split_model_arguments({"dtype": "bfloat16", "name": None, "drop_path_rate": 0.1})
+        ({'dtype': 'bfloat16'}, {'drop_path_rate': 0.1})
+    """
+    model_arguments = {
+        key: value
+        for key, value in arguments.items()
+        if key in MODEL_ARGUMENTS and value is not None
+    }
+    overrides = {key: value for key, value in arguments.items() if key not in MODEL_ARGUMENTS}
+    return model_arguments, overrides
 
 
 def load_pretrained(
@@ -158,15 +185,9 @@ def load_pretrained(
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory} is not a directory.")
-    model_arguments = {
-        key: value
-        for key, value in (
-            ("include_preprocessing", include_preprocessing),
-            ("dtype", dtype),
-            ("name", name),
-        )
-        if value is not None
-    }
+    model_arguments, _ = split_model_arguments(
+        dict(include_preprocessing=include_preprocessing, dtype=dtype, name=name)
+    )
     keras_native = (directory / KERAS_CONFIG).is_file() and (directory / KERAS_WEIGHTS).is_file()
     reshaped = reshapes_checkpoint(
         image_size=image_size, classes=classes, include_top=include_top, **overrides
@@ -180,7 +201,13 @@ def load_pretrained(
 
     if is_keras_hub_preset(directory):
         return load_keras_hub_preset(
-            directory, image_size, classes, include_top, verbose, **model_arguments, **overrides
+            directory,
+            image_size=image_size,
+            classes=classes,
+            include_top=include_top,
+            verbose=verbose,
+            **model_arguments,
+            **overrides,
         )
     base = hf_backbone_config(directory)
     family = family_of(base.model_type)

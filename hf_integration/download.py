@@ -1,5 +1,8 @@
 """Fetching a checkpoint directory from the Hugging Face Hub, only the files needed.
 
+A repo holds a transformers or keras_vit checkpoint (`download_checkpoint`) or
+a keras-hub preset (`download_keras_hub_preset`).
+
 Downloads go through `huggingface_hub` into its shared cache, so `HF_HOME`,
 `HF_HUB_CACHE`, `HF_ENDPOINT`, `HF_HUB_OFFLINE` and `HF_TOKEN` work as for
 every Hugging Face library, and huggingface_hub's progress bars are shown.
@@ -14,10 +17,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from keras_vit.conversion.checkpoint import PYTORCH_BIN, SAFETENSORS, SAFETENSORS_INDEX
+from keras_vit.conversion.keras_hub_config import keras_hub_preset_files
 from keras_vit.conversion.pretrained import (
     HF_CONFIG,
     KERAS_CONFIG,
@@ -127,58 +132,112 @@ def download_checkpoint(
     Returns:
         The local snapshot directory.
 
+    Raises:
+        FileNotFoundError: the repo holds no weights keras_vit reads (see
+            `files_to_fetch`).
+
     Example:
         >>> directory = download_checkpoint("google/vit-base-patch16-224")
+    """
+    return _download(
+        repo_id,
+        lambda available: files_to_fetch(repo_id, available, keras_native),
+        revision=revision,
+        token=token,
+        cache_dir=cache_dir,
+        force_download=force_download,
+        local_files_only=local_files_only,
+    )
+
+
+def download_keras_hub_preset(
+    repo_id: str,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+) -> Path | None:
+    """Downloads (or finds in the cache) the files of a repo that holds a keras-hub preset.
+
+    Args:
+        repo_id: `org/name`.
+        revision, token, cache_dir, force_download, local_files_only: as for
+            `download_checkpoint`.
+
+    Returns:
+        The local snapshot directory, or `None` when the repo's files are not
+        laid out as a keras-hub preset (`config.json` as a Keras object,
+        `metadata.json`, `model.weights.h5`, ...).
+
+    Example:
+        >>> directory = download_keras_hub_preset("org/vit-keras-hub")
+    """
+    return _download(
+        repo_id,
+        keras_hub_preset_files,
+        revision=revision,
+        token=token,
+        cache_dir=cache_dir,
+        force_download=force_download,
+        local_files_only=local_files_only,
+    )
+
+
+def _download(
+    repo_id: str, choose: Callable[[list[str]], list[str] | None], **hub: Any
+) -> Path | None:
+    """The snapshot of the files `choose` picks from the repo's listing (`None` if it
+    picks nothing), with the cache standing in for a Hub that is offline or unreachable.
+
+    Offline, the listing is the one huggingface_hub cached online; without one
+    (nothing cached, or cached by another tool) the snapshot is taken as
+    huggingface_hub finds it.
     """
     import httpx2
     import huggingface_hub
     from huggingface_hub import constants, errors
 
-    arguments = dict(repo_id=repo_id, revision=revision, cache_dir=cache_dir, token=token)
-    with _explained_hub_errors(repo_id, revision):
-        if local_files_only or constants.HF_HUB_OFFLINE:
-            return _cached_checkpoint(arguments, keras_native)
+    force_download = hub.pop("force_download")
+    local_files_only = hub.pop("local_files_only")
+    arguments = dict(repo_id=repo_id, **hub)
+
+    def from_cache() -> Path | None:
         try:
-            info = huggingface_hub.HfApi().model_info(repo_id, revision=revision, token=token)
+            listing = huggingface_hub.get_cached_repo_tree(
+                repo_id, revision=hub["revision"], cache_dir=hub["cache_dir"]
+            )
+        except errors.CachedRepoTreeNotFoundError:
+            patterns = None
+        else:
+            patterns = choose([entry.path for entry in listing])
+            if patterns is None:
+                return None
+        return Path(
+            huggingface_hub.snapshot_download(
+                **arguments, allow_patterns=patterns, local_files_only=True
+            )
+        )
+
+    with _explained_hub_errors(repo_id, hub["revision"]):
+        if local_files_only or constants.HF_HUB_OFFLINE:
+            return from_cache()
+        try:
+            info = huggingface_hub.HfApi().model_info(
+                repo_id, revision=hub["revision"], token=hub["token"]
+            )
         except httpx2.TransportError as unreachable:  # the Hub is unreachable: try the cache
             try:
-                return _cached_checkpoint(arguments, keras_native)
+                return from_cache()
             except errors.LocalEntryNotFoundError as error:
                 raise error from unreachable
-        available = [sibling.rfilename for sibling in info.siblings or []]
-        patterns = files_to_fetch(repo_id, available, keras_native)
+        patterns = choose([sibling.rfilename for sibling in info.siblings or []])
+        if patterns is None:
+            return None
         directory = huggingface_hub.snapshot_download(
-            **arguments,
-            allow_patterns=patterns,
-            force_download=force_download,
+            **arguments, allow_patterns=patterns, force_download=force_download
         )
     return Path(directory)
-
-
-def _cached_checkpoint(arguments: dict, keras_native: bool) -> Path:
-    """The cached snapshot, checked for the files that an online load would fetch.
-
-    The patterns come from the repo's file listing that huggingface_hub cached
-    online; without one (nothing cached, or cached by another tool), the snapshot
-    is taken as huggingface_hub finds it.
-    """
-    import huggingface_hub
-    from huggingface_hub import errors
-
-    repo_id = arguments["repo_id"]
-    try:
-        listing = huggingface_hub.get_cached_repo_tree(
-            repo_id, revision=arguments["revision"], cache_dir=arguments["cache_dir"]
-        )
-    except errors.CachedRepoTreeNotFoundError:
-        patterns = None
-    else:
-        patterns = files_to_fetch(repo_id, [entry.path for entry in listing], keras_native)
-    return Path(
-        huggingface_hub.snapshot_download(
-            **arguments, allow_patterns=patterns, local_files_only=True
-        )
-    )
 
 
 @contextlib.contextmanager

@@ -6,10 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from keras_vit.conversion.keras_hub_preset import is_keras_hub_preset, keras_hub_backbone_config
+from keras_vit.conversion.keras_hub_config import is_keras_hub_preset, keras_hub_backbone_config
 from keras_vit.conversion.pretrained import hf_backbone_config, load_pretrained, reshapes_checkpoint
-from keras_vit.hf_integration.download import download_checkpoint, split_source
-from keras_vit.hf_integration.keras_hub_download import download_keras_hub_preset
+from keras_vit.hf_integration.download import (
+    download_checkpoint,
+    download_keras_hub_preset,
+    split_source,
+)
 from keras_vit.hf_integration.named_weights import named_weights_repo, weight_names
 from keras_vit.model import ViT
 
@@ -72,25 +75,40 @@ def from_pretrained(
 
 
 def check_variant(directory: Path, variant: str, source: str | os.PathLike) -> None:
-    """Raises a ValueError if the checkpoint in `directory` is not `variant`'s shape."""
-    from keras_vit.variants import variant_config
+    """Raises a ValueError if the checkpoint in `directory` is not `variant`'s family and shape.
+
+    The message names the builder the checkpoint does fit, when there is one.
+    """
+    from keras_vit.variants import VARIANTS, variant_config
 
     keras_hub = is_keras_hub_preset(directory)
     found = (keras_hub_backbone_config if keras_hub else hf_backbone_config)(directory)
-    expected = variant_config(variant)
-    fields = ("num_hidden_layers", "hidden_size", "num_attention_heads", "intermediate_size")
-    mismatched = [
-        f"{field} {getattr(found, field)} (expected {getattr(expected, field)})"
+    mismatched = _differences(found, variant_config(variant))
+    if mismatched:
+        fitting = [name for name in VARIANTS if not _differences(found, variant_config(name))]
+        builder = f"keras_vit.{fitting[0]}" if fitting else "the builder of its family and size"
+        raise ValueError(
+            f"{source} is not a {variant} checkpoint: it has {', '.join(mismatched)}. Use "
+            f"{builder}, or keras_vit.ViT.from_pretrained({str(source)!r})."
+        )
+
+
+def _differences(found, expected) -> list[str]:
+    """What a checkpoint's config has that a variant's does not: family, size, patch."""
+    fields = (
+        "model_type",
+        "num_hidden_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "intermediate_size",
+        "patch_pair",
+    )
+    return [
+        f"{field.replace('_pair', '_size')} {getattr(found, field)!r} "
+        f"(expected {getattr(expected, field)!r})"
         for field in fields
         if getattr(found, field) != getattr(expected, field)
     ]
-    if found.patch_pair != expected.patch_pair:
-        mismatched.append(f"patch_size {found.patch_size} (expected {expected.patch_size})")
-    if mismatched:
-        raise ValueError(
-            f"{source} is not a {variant} checkpoint: it has {', '.join(mismatched)}. Use the "
-            f"builder of its size, or keras_vit.ViT.from_pretrained({str(source)!r})."
-        )
 
 
 def from_weights_argument(variant: str, weights: str, **kwargs: Any) -> ViT:

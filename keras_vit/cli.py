@@ -21,8 +21,12 @@ if TYPE_CHECKING:
 def max_difference_vs_transformers(model, source: str | Path) -> float:
     """Largest absolute difference between the model's and transformers' `last_hidden_state`.
 
-    Both run on the same random batch at the model's image size; transformers
-    interpolates its position embeddings when that size is not the checkpoint's.
+    Both run on the same random batch at the model's image size. The
+    reference is the family's transformers base model (`ViTModel`,
+    `DeiTModel`, `Dinov2Model`, `DINOv3ViTModel`, `ViTMAEModel`, ...), loaded
+    from `source`. At a size other than the checkpoint's, ViT, DeiT and MSN
+    interpolate their position embeddings and DINOv2 and DINOv3 do what they
+    do at every size; MAE runs with nothing masked and no patch shuffled.
 
     Args:
         model: a `keras_vit.ViT` converted from `source`.
@@ -30,24 +34,51 @@ def max_difference_vs_transformers(model, source: str | Path) -> float:
 
     Returns:
         The maximum absolute difference (needs torch and transformers).
+
+    Raises:
+        ValueError: an MAE model at another size than its checkpoint's:
+            transformers interpolates MAE's fixed sin-cos table where keras_vit
+            recomputes it, so the two are not meant to agree.
+
+    Example:
+        >>> max_difference_vs_transformers(ViT.from_pretrained("facebook/dinov2-small"),
+        ...                                "facebook/dinov2-small")
+        9.5e-07
     """
     import keras
     import torch
     import transformers
 
+    from keras_vit.conversion.families import family_of
+
     transformers.logging.set_verbosity_error()
-    reference = transformers.ViTModel.from_pretrained(str(source), add_pooling_layer=False).eval()
+    family = family_of(model.config.model_type)
+    mae = family.model_type == "vit_mae"
+    options = {"mask_ratio": 0.0} if mae else {}
+    reference = getattr(transformers, family.base_class).from_pretrained(str(source), **options)
+    reference.eval()
     height, width = model.config.image_pair
-    images = np.random.default_rng(0).standard_normal((2, height, width, model.config.num_channels))
-    images = images.astype("float32")
     source_size = reference.config.image_size
     source_size = (source_size, source_size) if isinstance(source_size, int) else tuple(source_size)
+    resized = (height, width) != source_size
+    if mae and resized:
+        raise ValueError(
+            f"--verify cannot check an MAE model at {height}x{width}: transformers interpolates "
+            "MAE's fixed sin-cos position table, keras_vit recomputes it for the new grid, so "
+            "they differ by design. Verify at the checkpoint's size "
+            f"({source_size[0]}x{source_size[1]}), then convert again with --image-size."
+        )
+    images = np.random.default_rng(0).standard_normal((2, height, width, model.config.num_channels))
+    pixels = torch.from_numpy(images.astype("float32").transpose(0, 3, 1, 2))
+    arguments = {}
+    if mae:  # sorted noise: every patch kept, in order
+        patches = model.config.grid_size[0] * model.config.grid_size[1]
+        arguments["noise"] = torch.arange(patches, dtype=torch.float32).expand(len(images), -1)
+    elif not family.model_type.startswith(("dinov2", "dinov3")):
+        arguments["interpolate_pos_encoding"] = resized
     with torch.no_grad():
-        expected = reference(
-            torch.from_numpy(images.transpose(0, 3, 1, 2)),
-            interpolate_pos_encoding=(height, width) != source_size,
-        ).last_hidden_state.numpy()
-    ours = keras.ops.convert_to_numpy(model.encode(images)["last_hidden_state"])
+        expected = reference(pixels, **arguments).last_hidden_state.numpy()
+    ours = keras.ops.convert_to_numpy(model.encode(images.astype("float32"))["last_hidden_state"])
     return float(np.abs(ours - expected).max())
 
 
@@ -60,6 +91,10 @@ def convert(args: argparse.Namespace) -> str:
     refuse_existing(destination, args.overwrite, protect=[args.src])
     start = time.perf_counter()
     model = ViT.from_pretrained(args.src, image_size=args.image_size, classes=args.classes)
+    seconds = time.perf_counter() - start
+    # Verified before anything is written, so a failed check leaves no file behind.
+    difference = max_difference_vs_transformers(model, args.src) if args.verify else None
+    start = time.perf_counter()
     if destination.name.endswith(".weights.h5"):
         with atomic_path(destination, overwrite=args.overwrite) as temporary:
             model.save_weights(str(temporary))
@@ -68,12 +103,12 @@ def convert(args: argparse.Namespace) -> str:
             model.save(str(temporary))
     else:
         model.save_pretrained(destination, overwrite=args.overwrite)
+    seconds += time.perf_counter() - start
     summary = (
         f"converted {args.src} -> {destination}: {model.count_params():,} parameters "
-        f"in {time.perf_counter() - start:.1f} s"
+        f"in {seconds:.1f} s"
     )
-    if args.verify:
-        difference = max_difference_vs_transformers(model, args.src)
+    if difference is not None:
         summary += f", max abs difference vs transformers {difference:.2e}"
     return summary
 
@@ -177,8 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     convert_parser = commands.add_parser(
         "convert",
-        help="convert a transformers ViT checkpoint",
-        description="Convert a transformers ViT checkpoint (a directory or a Hub repo) to a "
+        help="convert a transformers checkpoint of the ViT family",
+        description="Convert a transformers checkpoint of the ViT family (ViT, DeiT, DINOv2, "
+        "DINOv3, MAE, MSN; a directory or a Hub repo) to a "
         ".keras file, a .weights.h5 file, or a directory that transformers and keras_vit "
         "both load.",
     )
@@ -190,7 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     convert_parser.add_argument("--classes", type=int, help="attach a new head of this size")
     convert_parser.add_argument("--overwrite", action="store_true", help="replace DST")
     convert_parser.add_argument(
-        "--verify", action="store_true", help="compare with transformers (needs torch)"
+        "--verify",
+        action="store_true",
+        help="before writing, compare with the family's transformers model (needs torch)",
     )
     convert_parser.set_defaults(run=convert)
     explain_parser = commands.add_parser(

@@ -159,7 +159,7 @@ def build_variant(
     include_top: bool | None = None,
     weights: str | os.PathLike | None = None,
     image_size: int | tuple[int, int] | None = None,
-    pooling: str | None = "token",
+    pooling: str | None = "auto",
     classes: int | None = None,
     classifier_activation: str | None = "softmax",
     pre_logits: bool | None = None,
@@ -183,8 +183,12 @@ def build_variant(
         image_size: input side or `(height, width)`, multiples of the patch
             size. Default: the checkpoint's, or the family's (224; 518 for
             DINOv2); another size resamples learned position embeddings.
-        pooling: `"token"`, `"gap"`, `"token_and_gap"`, or `None` for the
-            whole token sequence (only without a head).
+        pooling: `"token"` ([CLS]), `"gap"` (mean patch token),
+            `"token_and_gap"` (both, concatenated), or `None` for the whole
+            token sequence (only without a head). Default `"auto"`: what the
+            checkpoint's classifier reads, else `"token_and_gap"` under a
+            DINOv2 head (as transformers' DINOv2 classifier) and `"token"`
+            everywhere else.
         classes: size of the head. Default 1000, or the checkpoint's; with
             pretrained weights another value attaches a new zero-initialised head.
         classifier_activation: activation of the head, `None` for logits.
@@ -210,12 +214,13 @@ def build_variant(
         from keras_vit.hf_integration import from_weights_argument
 
         optional = {"pre_logits": pre_logits} if pre_logits is not None else {}
+        if pooling != "auto":
+            optional["pooling"] = pooling
         return from_weights_argument(
             variant,
             os.fspath(weights),
             include_top=include_top,
             image_size=image_size,
-            pooling=pooling,
             classes=classes,
             classifier_activation=classifier_activation,
             include_preprocessing=include_preprocessing,
@@ -228,6 +233,9 @@ def build_variant(
         raise FileNotFoundError(f"weights={weights!r}: no such file.")
     include_top = True if include_top is None else include_top
     classes = 1000 if classes is None and include_top else classes
+    if pooling == "auto":
+        dinov2_head = include_top and VARIANTS[variant].family.startswith("dinov2")
+        pooling = "token_and_gap" if dinov2_head else "token"
     if include_top and pooling is None:
         raise ValueError(
             "include_top=True needs a pooled vector, but pooling=None. "

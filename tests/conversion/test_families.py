@@ -1,6 +1,8 @@
 """The ViT family (DeiT, DINOv2, DINOv2 with registers, DINOv3, MAE, MSN) against
 transformers, both ways, on the current Keras backend."""
 
+import contextlib
+import io
 import json
 
 import numpy as np
@@ -225,3 +227,32 @@ def test_another_input_size_matches_transformers_at_that_size(family_checkpoints
     else:
         expected = backbone_outputs(reference, images, interpolate_pos_encoding=True)
     assert_close(model.encode(images)["last_hidden_state"], expected.last_hidden_state)
+
+
+@pytest.mark.parametrize("name", list(FAMILY_CHECKPOINTS))
+def test_convert_verify_compares_with_the_family_base_model(family_checkpoints, name, tmp_path):
+    from keras_vit.cli import main
+
+    directory, _ = family_checkpoints[name]
+    # A square size other than the checkpoint's, except for MAE (see the next test).
+    resized = [] if name.startswith("mae") else ["--image-size", "40"]
+    destination = tmp_path / "model.weights.h5"
+    summary = io.StringIO()
+    with contextlib.redirect_stdout(summary):
+        assert main(["convert", str(directory), str(destination), "--verify", *resized]) == 0
+    difference = float(summary.getvalue().strip().rsplit(" ", 1)[-1])
+    assert difference < TOLERANCE
+    assert destination.is_file()
+
+
+def test_convert_verify_refuses_mae_at_another_size_and_writes_nothing(
+    family_checkpoints, tmp_path, capsys
+):
+    from keras_vit.cli import main
+
+    directory, _ = family_checkpoints["mae_model"]
+    destination = tmp_path / "mae.keras"
+    arguments = ["convert", str(directory), str(destination), "--verify", "--image-size", "48"]
+    assert main(arguments) == 1
+    assert "recomputes it for the new grid" in capsys.readouterr().err
+    assert not destination.exists()

@@ -3,6 +3,7 @@ own models, on the current Keras backend. keras-hub is a test-only dependency.""
 
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import keras_hub  # installed by the Makefile, without its own requirements
@@ -11,7 +12,12 @@ import pytest
 
 from keras_vit import ViT
 from keras_vit.conversion import CheckpointMismatchError
-from keras_vit.conversion.keras_hub_preset import is_keras_hub_preset, keras_hub_preset_files
+from keras_vit.conversion.keras_hub_config import (
+    is_keras_hub_preset,
+    keras_hub_preset_files,
+    supported_backbone_config,
+    unsupported_preset_error,
+)
 from tests.conftest import to_numpy
 
 TOLERANCE = 1e-5
@@ -239,6 +245,20 @@ def test_every_mismatch_is_listed_at_once(presets, tmp_path):
 def test_transformers_checkpoints_are_not_taken_for_presets(hf_checkpoints):
     directory, _ = hf_checkpoints["labels"]
     assert not is_keras_hub_preset(directory)
+    with pytest.raises(ValueError, match="is not a keras-hub preset"):
+        supported_backbone_config(directory)
+
+
+def test_supported_backbone_config_and_the_error_for_other_classes(presets):
+    for name, directory in presets.items():
+        assert supported_backbone_config(directory)["class_name"] in (
+            "ViTBackbone",
+            "DeiTBackbone",
+            "DINOV2Backbone",
+        ), name
+    error = unsupported_preset_error(Path("p"), "task", {"class_name": "ResNetImageClassifier"})
+    assert "p is a keras-hub preset of task 'ResNetImageClassifier' (unknown module)" in str(error)
+    assert "keras_hub.models.Backbone.from_preset" in str(error)
 
 
 def test_files_fetched_from_a_hub_repo():

@@ -7,7 +7,7 @@ import transformers
 from keras_vit import ViT, ViTConfig
 from keras_vit.conversion import canonical_hf_name, config_from_hf, config_to_hf, hf_name_for
 from keras_vit.conversion.names import hf_file_name, keras_shape, to_hf_layout, to_keras_layout
-from keras_vit.conversion.pretrained import reshapes_checkpoint
+from keras_vit.conversion.pretrained import reshapes_checkpoint, split_model_arguments
 from tests.conftest import TINY
 
 
@@ -123,3 +123,10 @@ def test_reshapes_checkpoint():
     assert not reshapes_checkpoint(verbose=False, include_preprocessing=True, dtype="float32")
     assert reshapes_checkpoint(classes=3) and reshapes_checkpoint(image_size=64)
     assert reshapes_checkpoint(include_top=False) and reshapes_checkpoint(pooling=None)
+
+
+def test_split_model_arguments():
+    arguments = {"dtype": "bfloat16", "name": None, "drop_path_rate": 0.1, "pooling": None}
+    model_arguments, overrides = split_model_arguments(arguments)
+    assert model_arguments == {"dtype": "bfloat16"}
+    assert overrides == {"drop_path_rate": 0.1, "pooling": None}

@@ -72,15 +72,26 @@ FAMILY_REPOS = {
 def plant_family_repo(hub, monkeypatch, tmp_path, variant, weights, seed=0):
     """Plants a tiny model of `variant`'s family under the official repo of its weights,
     and cuts the builder's row to that size. Returns (repo id, transformers model)."""
-    class_name, config_name, overrides = FAMILY_REPOS[(variant, weights)]
+    repo = NAMED_WEIGHTS[(variant, weights)]
+    reference, tiny = plant_repo(hub, tmp_path, repo, *FAMILY_REPOS[(variant, weights)], seed)
+    cut_row_to(monkeypatch, variant, tiny)
+    return repo, reference
+
+
+def plant_repo(hub, tmp_path, repo, class_name, config_name, overrides, seed=0):
+    """Plants a tiny random transformers model under `repo`.
+    Returns the model and the keras_vit config read from its repo."""
     reference = make_family_model(class_name, config_name, seed, **overrides)
     if class_name == "ViTModel":
         reference.pooler = None  # DINO's ViTModel checkpoints have no pooler
-    directory = tmp_path / "repo"
+    directory = tmp_path / repo.replace("/", "--")
     write_hub_repo(reference, directory)
-    repo = NAMED_WEIGHTS[(variant, weights)]
     hub.plant(repo, directory)
-    tiny = hf_backbone_config(directory)
+    return reference, hf_backbone_config(directory)
+
+
+def cut_row_to(monkeypatch, variant, tiny):
+    """Cuts the builder's `VARIANTS` row to the size of a tiny `ViTConfig`."""
     row = VARIANTS[variant]._replace(
         layers=tiny.num_hidden_layers,
         hidden=tiny.hidden_size,
@@ -89,7 +100,6 @@ def plant_family_repo(hub, monkeypatch, tmp_path, variant, weights, seed=0):
         patch=tiny.patch_size,
     )
     monkeypatch.setitem(VARIANTS, variant, row)
-    return repo, reference
 
 
 def assert_matches_transformers(model, reference):
@@ -178,3 +188,33 @@ def test_pushed_family_model_card_names_the_base_model_and_family(
     assert card.data.base_model == repo
     assert card.data.tags[-1] == tag
     assert f'{transformers_class}.from_pretrained("me/tuned")' in card.text
+
+
+def test_a_checkpoint_of_another_family_is_refused_and_the_fitting_builder_named(
+    hub, monkeypatch, tmp_path
+):
+    repo, _ = plant_family_repo(hub, monkeypatch, tmp_path, "DINOv2B14Registers", "lvd142m")
+    cut_row_to(monkeypatch, "DINOv2S14", hf_backbone_config(tmp_path / repo.replace("/", "--")))
+    with pytest.raises(ValueError) as raised:
+        keras_vit.DINOv2S14(weights=repo)
+    message = str(raised.value)
+    assert "model_type 'dinov2_with_registers' (expected 'dinov2')" in message
+    assert "hidden_size" not in message  # the same size: only the family differs
+    assert "Use keras_vit.DINOv2B14Registers" in message
+
+
+def test_a_dinov2_classifier_keeps_its_token_and_gap_pooling_through_a_builder(
+    hub, monkeypatch, tmp_path
+):
+    overrides = dict(DINOV2, num_labels=3)
+    arguments = ("Dinov2ForImageClassification", "Dinov2Config", overrides)
+    reference, tiny = plant_repo(hub, tmp_path, "org/dinov2-tuned", *arguments)
+    cut_row_to(monkeypatch, "DINOv2S14", tiny)
+    model = keras_vit.DINOv2S14(weights="org/dinov2-tuned", classifier_activation=None)
+    assert model.config.pooling == "token_and_gap"
+    assert_matches_transformers(model, reference)
+    # Random weights: a head reads [CLS] and the mean patch token, as transformers' does;
+    # without a head, [CLS] alone.
+    assert keras_vit.DINOv2S14(classes=3).config.pooling == "token_and_gap"
+    assert keras_vit.DINOv2S14(include_top=False).config.pooling == "token"
+    assert keras_vit.DeiTS16(classes=3).config.pooling == "token"

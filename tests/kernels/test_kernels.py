@@ -110,6 +110,23 @@ def test_xla_attention_gradients_equal_the_reference(rng):
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.parametrize("block", [2, 3, 4])
+def test_xla_attention_in_query_blocks_equals_the_reference(rng, monkeypatch, block):
+    """Past `QUERY_BLOCK` tokens the queries go in blocks: values and gradients stay the same."""
+    monkeypatch.setattr(xla, "QUERY_BLOCK", block)
+    qkv = [keras.Variable(2 * rng.standard_normal((2, 7, 3, 8)).astype("float32")) for _ in "qkv"]
+    upstream = keras.ops.convert_to_tensor(rng.standard_normal((2, 7, 3, 8)).astype("float32"))
+    got = to_numpy(xla.attention(*qkv))
+    np.testing.assert_allclose(got, to_numpy(reference.attention(*qkv)), atol=1e-5)
+
+    def loss(attention):
+        return lambda: keras.ops.sum(attention(*qkv) * upstream)
+
+    expected = gradients(loss(reference.attention), qkv)
+    for got, want in zip(gradients(loss(xla.attention), qkv), expected, strict=True):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
 def test_exact_gelu_equals_transformers_in_value_and_gradient():
     import torch
     from transformers.activations import ACT2FN

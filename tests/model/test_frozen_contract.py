@@ -27,17 +27,22 @@ def images():
     return np.load(FROZEN / "images.npy")
 
 
+# JAX's XLA compiles float32 reductions for the CPU's vector width, so its outputs move
+# with the instruction set: on an AVX2-only Zen 3, commit d36243d (which held 1e-6 where
+# the fixtures were written) moves by up to 6.7e-6 (values up to about 6). TensorFlow's
+# and torch's outputs hold 1e-6 everywhere measured.
+TOLERANCE = 1e-5 if keras.backend.backend() == "jax" else 1e-6
+
+
 def check_outputs(model, images, expected):
-    # 1e-5: XLA on JAX fuses today's graph in another order than 5d0ef9a's, which moves
-    # float32 results by up to about 7e-6 (values up to about 6); the other backends match to 1e-6.
-    np.testing.assert_allclose(to_numpy(model(images)), expected["scores"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(model(images)), expected["scores"], rtol=0, atol=TOLERANCE)
     encoded = model.encode(images, output_hidden_states=True)
     for key in ("last_hidden_state", "pooler_output"):
-        np.testing.assert_allclose(to_numpy(encoded[key]), expected[key], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(to_numpy(encoded[key]), expected[key], rtol=0, atol=TOLERANCE)
     assert len(encoded["hidden_states"]) == 3
     for index, hidden in enumerate(encoded["hidden_states"]):
         np.testing.assert_allclose(
-            to_numpy(hidden), expected[f"hidden_state_{index}"], rtol=0, atol=1e-5
+            to_numpy(hidden), expected[f"hidden_state_{index}"], rtol=0, atol=TOLERANCE
         )
 
 
