@@ -150,20 +150,13 @@ def download_checkpoint(
     )
 
 
-def download_keras_hub_preset(
-    repo_id: str,
-    revision: str | None = None,
-    token: str | bool | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_download: bool = False,
-    local_files_only: bool = False,
-) -> Path | None:
+def download_keras_hub_preset(repo_id: str, **hub: Any) -> Path | None:
     """Downloads (or finds in the cache) the files of a repo that holds a keras-hub preset.
 
     Args:
         repo_id: `org/name`.
-        revision, token, cache_dir, force_download, local_files_only: as for
-            `download_checkpoint`.
+        **hub: `revision`, `token`, `cache_dir`, `force_download` and
+            `local_files_only`, as for `download_checkpoint`.
 
     Returns:
         The local snapshot directory, or `None` when the repo's files are not
@@ -173,15 +166,10 @@ def download_keras_hub_preset(
     Example:
         >>> directory = download_keras_hub_preset("org/vit-keras-hub")
     """
-    return _download(
-        repo_id,
-        keras_hub_preset_files,
-        revision=revision,
-        token=token,
-        cache_dir=cache_dir,
-        force_download=force_download,
-        local_files_only=local_files_only,
+    arguments = dict(
+        revision=None, token=None, cache_dir=None, force_download=False, local_files_only=False
     )
+    return _download(repo_id, keras_hub_preset_files, **{**arguments, **hub})
 
 
 def _download(
