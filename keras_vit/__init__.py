@@ -25,6 +25,7 @@ from keras_vit.model import (
 )
 from keras_vit.model.activations import get_activation
 from keras_vit.model.initializers import skip_random_init
+from keras_vit.model.mae import MAEConfig, MaskedAutoencoder
 from keras_vit.model.preprocessing import ImageProcessor
 from keras_vit.model.resample import resample_position_embeddings
 from keras_vit.variants import (
@@ -94,11 +95,13 @@ __all__ = [
     "FAMILY_CONFIGS",
     "ImageProcessor",
     "MAEB16",
+    "MAEConfig",
     "MAEH14",
     "MAEL16",
     "MSNB16",
     "MSNL16",
     "MSNS16",
+    "MaskedAutoencoder",
     "MultiHeadSelfAttention",
     "TokenPooling",
     "VARIANTS",

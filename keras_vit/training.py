@@ -39,8 +39,8 @@ def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
 
     Returns:
         Biases, LayerNorm gammas and betas, layer scales, the [CLS], mask,
-        distillation and register tokens and the position embeddings:
-        everything but the kernels.
+        distillation and register tokens and the position embeddings (and
+        a masked autoencoder's decoder's): everything but the kernels.
 
     Example:
         >>> [v.path for v in no_weight_decay(model)][:2]
@@ -49,7 +49,7 @@ def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
     return [
         variable
         for variable in model.trainable_variables
-        if variable.path in paths.TABLES
+        if variable.path in paths.TABLES + paths.DECODER_TABLES
         or paths.is_layernorm(variable.path)
         or paths.parse(variable.path).layer in paths.LAYER_SCALES
         or paths.parse(variable.path).variable == "bias"
