@@ -10,6 +10,7 @@ from keras_vit.analysis import (
     position_embedding_similarity,
     rollout_matrices,
 )
+from keras_vit.distillation import Distiller, load_teacher
 from keras_vit.hf_integration.named_weights import list_weights
 from keras_vit.images import load_image
 from keras_vit.inference import compile_for_inference, native_bfloat16
@@ -90,6 +91,7 @@ __all__ = [
     "DeiTS16Distilled",
     "DeiTTi16",
     "DeiTTi16Distilled",
+    "Distiller",
     "Encoder",
     "EncoderBlock",
     "FAMILY_CONFIGS",
@@ -127,6 +129,7 @@ __all__ = [
     "fuse_heads",
     "get_activation",
     "list_weights",
+    "load_teacher",
     "load_image",
     "mean_attention_distance",
     "native_bfloat16",
