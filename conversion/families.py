@@ -64,6 +64,46 @@ _CLASSIFIER = {paths.HEAD: "classifier"}
 
 
 @dataclasses.dataclass(frozen=True)
+class DecoderNames:
+    """The tensor names of a family's pretraining decoder (MAE's), at the top of its
+    pretraining checkpoints, beside the backbone's prefix.
+
+    Attributes:
+        pretraining_class: the transformers class with the decoder.
+        block: the name of decoder block N's module, with `{}` for N; its
+            sublayers are named as the family's encoder blocks' are.
+        block_aliases: regexes of other spellings of `block`'s prefix that
+            checkpoints hold (`\\1` is N).
+        modules: keras_vit decoder layer -> module name.
+        tables: keras_vit decoder table path -> tensor name.
+    """
+
+    pretraining_class: str
+    block: str
+    block_aliases: tuple
+    modules: dict
+    tables: dict
+
+
+# The Hub's MAE checkpoints name decoder block N `decoder.decoder_layers.N.`; transformers
+# 5 saves it as `decoder.decoder_encoder.layer.N.` (and loads both).
+_MAE_DECODER = DecoderNames(
+    pretraining_class="ViTMAEForPreTraining",
+    block="decoder.decoder_layers.{}.",
+    block_aliases=(r"^decoder\.decoder_encoder\.layer\.(\d+)\.",),
+    modules={
+        paths.DECODER_EMBED: "decoder.decoder_embed",
+        paths.DECODER_NORM: "decoder.decoder_norm",
+        paths.DECODER_PRED: "decoder.decoder_pred",
+    },
+    tables={
+        paths.DECODER_MASK_TOKEN: "decoder.mask_token",
+        paths.DECODER_POSITION_EMBEDDING: "decoder.decoder_pos_embed",
+    },
+)
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
     """One transformers `model_type`: its classes and its tensor names.
 
@@ -85,6 +125,8 @@ class Family:
             embeddings, which keras_vit recomputes (MAE).
         always_stored: tables the family's checkpoints hold even when they
             have no rows (DINOv3's registers: `(1, 0, D)`).
+        decoder: the names of the family's pretraining decoder, if keras_vit
+            converts it (MAE's).
     """
 
     model_type: str
@@ -101,6 +143,7 @@ class Family:
     flat_tables: tuple = ()
     sincos_positions: bool = False
     always_stored: tuple = ()
+    decoder: DecoderNames | None = None
 
     def block_module(self, sublayer: str, mlp_type: str) -> str | None:
         """The module name of a block sublayer, or `None` if the family has none."""
@@ -169,6 +212,7 @@ FAMILIES: dict[str, Family] = {
             top_modules={k: v for k, v in _VIT_TOP.items() if k != paths.PRE_LOGITS},
             heads={},
             sincos_positions=True,
+            decoder=_MAE_DECODER,
         ),
         Family(
             "vit_msn",

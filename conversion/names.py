@@ -66,6 +66,9 @@ def canonical_hf_name(name: str, family: Family | None = None) -> str:
             name, count = re.subn(pattern, replacement, name)
             if count:
                 break
+    if family.decoder:
+        for alias in family.decoder.block_aliases:
+            name = re.sub(alias, lambda match: family.decoder.block.format(match[1]), name)
     return name
 
 
@@ -92,9 +95,13 @@ def hf_name_for(keras_path: str, config: ViTConfig | None = None) -> str:
     family = family_of(config.model_type)
     weight = paths.parse(keras_path)
     module = None
-    if weight.variable is None and keras_path in family.tables:
+    if paths.is_decoder(keras_path):
+        module = _decoder_module(keras_path, weight, family, config.mlp_type)
+        if weight.variable is None and module is not None:
+            return module
+    elif weight.variable is None and keras_path in family.tables:
         return family.tables[keras_path]
-    if weight.block is not None:
+    elif weight.block is not None:
         sublayer = family.block_module(weight.layer, config.mlp_type)
         module = sublayer and family.block.format(weight.block) + sublayer
     elif weight.layer in family.top_modules:
@@ -107,6 +114,21 @@ def hf_name_for(keras_path: str, config: ViTConfig | None = None) -> str:
             f"{config.model_type!r} models."
         )
     return f"{module}.{_VARIABLES[weight.variable]}"
+
+
+def _decoder_module(
+    keras_path: str, weight: paths.WeightPath, family: Family, mlp_type: str
+) -> str | None:
+    """The module (or, for a table, the tensor) name of a weight of the MAE decoder."""
+    decoder = family.decoder
+    if decoder is None:
+        return None
+    if weight.variable is None:
+        return decoder.tables.get(keras_path)
+    if weight.block is not None:
+        sublayer = family.block_module(weight.layer, mlp_type)
+        return sublayer and decoder.block.format(weight.block) + sublayer
+    return decoder.modules.get(weight.layer)
 
 
 def _to_keras_axes(keras_path: str, ndim: int) -> tuple[int, ...]:
@@ -145,9 +167,13 @@ def to_hf_layout(keras_path: str, array: np.ndarray, family: Family | None = Non
 
 def hf_file_name(canonical: str, with_head: bool, family: Family | None = None) -> str:
     """The name a canonical tensor has in a saved base model (`with_head=False`) or
-    classifier checkpoint (backbone under the family's prefix, heads at the top)."""
+    classifier or pretraining checkpoint (backbone under the family's prefix, heads
+    and the decoder at the top)."""
     family = family or family_of("vit")
-    heads = {*family.heads.values(), *family.teacher_heads.values()}
-    if not with_head or canonical.split(".")[0] in heads:
+    # Heads, and a pretraining decoder, sit beside the backbone's prefix.
+    top_level = {*family.heads.values(), *family.teacher_heads.values()}
+    if family.decoder:
+        top_level.add(paths.DECODER)
+    if not with_head or canonical.split(".")[0] in top_level:
         return canonical
     return family.prefix + canonical

@@ -6,6 +6,7 @@
     python examples/finetune.py --data-dir DIR --model DINOv2S14 --weights lvd142m --linear-probe
     python examples/finetune.py --data-dir DIR --model ./my-checkpoint   # any family's checkpoint
     KERAS_BACKEND=jax python examples/finetune.py --distribution data   # every visible device
+    python examples/finetune.py --data-dir DIR --model DeiTS16Distilled --teacher cnn.keras
 
 With no --dataset / --data-dir, scikit-learn's handwritten digits (1,797 images,
 10 classes) are exported once to an `imagefolder` directory under --output and
@@ -19,6 +20,13 @@ scratch (nothing can be downloaded offline). The recipe is
 checkpoint directory or Hub repo id of any family, loaded with
 `ViT.from_pretrained`. `--linear-probe` (also `--freeze-backbone`) trains the
 class heads only, on frozen features: DINOv2's classic evaluation.
+
+`--teacher PATH` trains a distilled DeiT student (`DeiTS16Distilled`, ..., a
+checkpoint with a distillation head, or `small`, which then gets the
+distillation token and head) with DeiT's distillation from a fixed teacher: a
+`.keras` file or a directory `ViT.from_pretrained` loads, scoring the same
+classes. `--distillation hard` (default) or `soft`, with `--distillation-alpha`
+and `--temperature`; see `keras_vit.Distiller`. The student is what is saved.
 
 `--distribution data|model|auto` trains on every visible device with
 `keras_vit.distribution.configure` (Keras' distribution API, JAX backend):
@@ -137,6 +145,18 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="train the class heads only, on frozen features",
     )
+    parser.add_argument(
+        "--teacher", help="distil from this model: a .keras file or a checkpoint directory"
+    )
+    parser.add_argument(
+        "--distillation", choices=keras_vit.distillation.MODES, help="with --teacher; default hard"
+    )
+    parser.add_argument(
+        "--distillation-alpha", type=float, default=0.5, help="the teacher term's weight"
+    )
+    parser.add_argument(
+        "--temperature", type=positive(float), default=1.0, help="soft distillation's tau"
+    )
     parser.add_argument("--no-crop", action="store_true", help="no random resized crop")
     parser.add_argument("--no-flip", action="store_true", help="no horizontal flip")
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
@@ -216,12 +236,52 @@ def build_model(args: argparse.Namespace, classes: int, id2label: dict[int, str]
         if args.weights != "none":
             raise SystemExit("--model small has no pretrained weights; use --weights none.")
         size = args.image_size or SMALL["image_size"]
-        config = keras_vit.ViTConfig(**{**SMALL, "image_size": size}, **head)
+        distilled = {}
+        if args.teacher:  # a DeiT: [CLS], the distillation token, and a head on each
+            distilled = dict(model_type="deit", distillation_token=True, distillation_head=True)
+        config = keras_vit.ViTConfig(**{**SMALL, "image_size": size}, **head, **distilled)
         return keras_vit.ViT(config, dtype=args.precision)
     weights = None if args.weights == "none" else args.weights
     return keras_vit.build_variant(
         args.model, weights=weights, image_size=args.image_size, dtype=args.precision, **head
     )
+
+
+def with_teacher(args: argparse.Namespace, student: keras_vit.ViT) -> keras.Model:
+    """What `fit` trains: the student alone, or a `keras_vit.Distiller` around it with --teacher.
+
+    Args:
+        args: the parsed arguments.
+        student: the model `build_model` built.
+
+    Returns:
+        `student`, or a `Distiller` of it and the --teacher; raises SystemExit
+        with a one-line message when they do not fit together.
+
+    Example:
+        >>> with_teacher(parse_arguments(["--teacher", "cnn.keras"]), student)
+        <Distiller ...>
+    """
+    if not args.teacher:
+        return student
+    if student.distillation_head is None:
+        raise SystemExit(
+            f"--teacher needs a student with a distillation token and head; --model {args.model} "
+            "has none. Use a distilled DeiT (DeiTTi16Distilled, DeiTS16Distilled, "
+            "DeiTB16Distilled), such a checkpoint, or --model small."
+        )
+    try:
+        teacher = keras_vit.load_teacher(args.teacher)
+        return keras_vit.Distiller(
+            student,
+            teacher,
+            mode=args.distillation or "hard",
+            alpha=args.distillation_alpha,
+            temperature=args.temperature,
+            label_smoothing=args.label_smoothing,
+        )
+    except (OSError, ValueError) as error:
+        raise SystemExit(f"--teacher {args.teacher}: {error}") from error
 
 
 def check_output(args: argparse.Namespace) -> None:
@@ -297,6 +357,8 @@ def finetune(args: argparse.Namespace) -> float:
     start = time.perf_counter()
     if args.model_parallel and not args.distribution:
         raise SystemExit("--model-parallel needs --distribution model.")
+    if args.distillation and not args.teacher:
+        raise SystemExit(f"--distillation {args.distillation} needs --teacher.")
     if args.distribution:
         # Before the model is built: weights take their device layout when created.
         try:
@@ -347,18 +409,19 @@ def finetune(args: argparse.Namespace) -> float:
         f"validation / {len(data.test) if data.test is not None else 0} test images, "
         f"{len(data.label_names)} classes; {model.count_params():,} parameters"
     )
+    trainee = with_teacher(args, model)
     compile_for_finetuning(
-        model,
+        trainee,
         total_steps=args.epochs * len(loaders["train"]),
         learning_rate=args.lr,
         weight_decay=args.weight_decay,
-        label_smoothing=args.label_smoothing,
+        label_smoothing=0.0 if args.teacher else args.label_smoothing,  # else the Distiller's
         layer_decay=args.layer_decay,
         freeze_backbone=args.freeze_backbone,
     )
     record = start_run(args)
     try:
-        accuracy = train_and_evaluate(model, loaders, args, record)
+        accuracy = train_and_evaluate(trainee, model, loaders, args, record)
     except KeyboardInterrupt:
         record.update("interrupted")
         saved = ", ".join(record.written()) or "nothing"
@@ -379,6 +442,7 @@ def finetune(args: argparse.Namespace) -> float:
 
 
 def train_and_evaluate(
+    trainee: keras.Model,
     model: keras_vit.ViT,
     loaders: dict[str, keras.utils.PyDataset],
     args: argparse.Namespace,
@@ -386,12 +450,15 @@ def train_and_evaluate(
 ) -> float:
     """Trains with the recipe's callbacks, saves the best model, evaluates it.
 
+    `trainee` is what `fit` trains: `model` itself, or a `keras_vit.Distiller`
+    of it (`with_teacher`); `model`, the student, is what is saved and pushed.
+
     On Ctrl-C, finishes as `fit` would (best weights restored, curves drawn),
     saves the model, and raises the KeyboardInterrupt on.
     """
     callbacks = [*finetuning_callbacks(args.output, resume=args.resume), record]
     try:
-        model.fit(
+        trainee.fit(
             loaders["train"],
             validation_data=loaders["validation"],
             epochs=args.epochs,
@@ -409,7 +476,7 @@ def train_and_evaluate(
     evaluation = loaders.get("test") or loaders["validation"]
     if "test" not in loaders:
         print("The data has no test split: evaluating on the validation split.")
-    _, accuracy = model.evaluate(evaluation, verbose=0)
+    _, accuracy = trainee.evaluate(evaluation, verbose=0)
     return accuracy
 
 

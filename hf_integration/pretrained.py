@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from keras_vit.conversion.keras_hub_config import is_keras_hub_preset, keras_hub_backbone_config
+from keras_vit.conversion.mae import load_mae_pretrained
 from keras_vit.conversion.pretrained import hf_backbone_config, load_pretrained, reshapes_checkpoint
 from keras_vit.hf_integration.download import (
     download_checkpoint,
@@ -15,6 +16,7 @@ from keras_vit.hf_integration.download import (
 )
 from keras_vit.hf_integration.named_weights import named_weights_repo, weight_names
 from keras_vit.model import ViT
+from keras_vit.model.mae import MaskedAutoencoder
 
 
 def from_pretrained(
@@ -69,6 +71,47 @@ def from_pretrained(
     if variant is not None:
         check_variant(directory, variant, source)
     model = load_pretrained(directory, **kwargs)
+    if repo_id is not None:
+        model.config.base_model = repo_id
+    return model
+
+
+def mae_from_pretrained(
+    source: str | os.PathLike,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    force_download: bool = False,
+    local_files_only: bool = False,
+    **kwargs: Any,
+) -> MaskedAutoencoder:
+    """Builds a `MaskedAutoencoder` from a `ViTMAEForPreTraining` Hub repo or directory.
+
+    Args:
+        source: `org/name`, `hf://org/name`, or a local directory.
+        revision, token, cache_dir, force_download, local_files_only: as for
+            `from_pretrained`.
+        **kwargs: `seed`, `verbose`, `dtype`, `name`, and `MAEConfig` and
+            `ViTConfig` overrides; see `keras_vit.conversion.mae.load_mae_pretrained`.
+
+    Returns:
+        The model. Loaded from a repo, its `config.base_model` is the repo id.
+
+    Example:
+        >>> mae = mae_from_pretrained("facebook/vit-mae-base")
+    """
+    directory, repo_id = split_source(source)
+    if repo_id is not None:
+        directory = download_checkpoint(
+            repo_id,
+            revision=revision,
+            token=token,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            keras_native=False,
+        )
+    model = load_mae_pretrained(directory, **kwargs)
     if repo_id is not None:
         model.config.base_model = repo_id
     return model

@@ -10,6 +10,7 @@ from keras_vit.analysis import (
     position_embedding_similarity,
     rollout_matrices,
 )
+from keras_vit.distillation import Distiller, load_teacher
 from keras_vit.hf_integration.named_weights import list_weights
 from keras_vit.images import load_image
 from keras_vit.inference import compile_for_inference, native_bfloat16
@@ -25,6 +26,7 @@ from keras_vit.model import (
 )
 from keras_vit.model.activations import get_activation
 from keras_vit.model.initializers import skip_random_init
+from keras_vit.model.mae import MAEConfig, MaskedAutoencoder
 from keras_vit.model.preprocessing import ImageProcessor
 from keras_vit.model.resample import resample_position_embeddings
 from keras_vit.variants import (
@@ -89,16 +91,19 @@ __all__ = [
     "DeiTS16Distilled",
     "DeiTTi16",
     "DeiTTi16Distilled",
+    "Distiller",
     "Encoder",
     "EncoderBlock",
     "FAMILY_CONFIGS",
     "ImageProcessor",
     "MAEB16",
+    "MAEConfig",
     "MAEH14",
     "MAEL16",
     "MSNB16",
     "MSNL16",
     "MSNS16",
+    "MaskedAutoencoder",
     "MultiHeadSelfAttention",
     "TokenPooling",
     "VARIANTS",
@@ -124,6 +129,7 @@ __all__ = [
     "fuse_heads",
     "get_activation",
     "list_weights",
+    "load_teacher",
     "load_image",
     "mean_attention_distance",
     "native_bfloat16",

@@ -24,6 +24,7 @@ import keras
 from keras import ops
 
 from keras_vit.atomic_files import atomic_path
+from keras_vit.distillation import Distiller
 from keras_vit.model import ViT
 from keras_vit.model import weight_paths as paths
 
@@ -39,8 +40,8 @@ def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
 
     Returns:
         Biases, LayerNorm gammas and betas, layer scales, the [CLS], mask,
-        distillation and register tokens and the position embeddings:
-        everything but the kernels.
+        distillation and register tokens and the position embeddings (and
+        a masked autoencoder's decoder's): everything but the kernels.
 
     Example:
         >>> [v.path for v in no_weight_decay(model)][:2]
@@ -49,7 +50,7 @@ def no_weight_decay(model: keras.Model) -> list[keras.Variable]:
     return [
         variable
         for variable in model.trainable_variables
-        if variable.path in paths.TABLES
+        if variable.path in paths.TABLES + paths.DECODER_TABLES
         or paths.is_layernorm(variable.path)
         or paths.parse(variable.path).layer in paths.LAYER_SCALES
         or paths.parse(variable.path).variable == "bias"
@@ -188,7 +189,7 @@ class SparseCrossentropy(keras.losses.Loss):
 
 
 def compile_for_finetuning(
-    model: ViT,
+    model: ViT | Distiller,
     total_steps: int,
     learning_rate: float = 1e-3,
     warmup_steps: int | None = None,
@@ -198,17 +199,20 @@ def compile_for_finetuning(
     freeze_backbone: bool = False,
     clip_global_norm: float = 1.0,
     metrics: Sequence[Any] = ("accuracy",),
-) -> ViT:
-    """Compiles a `ViT` with the fine-tuning recipe.
+) -> ViT | Distiller:
+    """Compiles a `ViT`, or a `Distiller` around one, with the fine-tuning recipe.
 
     Args:
-        model: a `keras_vit.ViT` with a head (`classes=`); a new head is zero-initialised.
+        model: a `keras_vit.ViT` with a head (`classes=`); a new head is
+            zero-initialised. Or a `keras_vit.Distiller`: the recipe trains its
+            student, with the Distiller's loss (DeiT's).
         total_steps: optimizer steps of the whole run (epochs x batches per epoch).
         learning_rate: the peak learning rate.
         warmup_steps: linear warmup steps; default 5% of `total_steps`.
         weight_decay: decoupled AdamW weight decay, applied to kernels only
             (see `no_weight_decay`).
-        label_smoothing: label smoothing of the cross-entropy.
+        label_smoothing: label smoothing of the cross-entropy (a Distiller's
+            is its own: `Distiller(..., label_smoothing=)`).
         layer_decay: layer-wise learning-rate decay factor (e.g. 0.75); `None` disables.
         freeze_backbone: train only the class head and, for a distilled DeiT,
             the distillation head: a linear probe on frozen features (embeddings,
@@ -224,13 +228,20 @@ def compile_for_finetuning(
         >>> compile_for_finetuning(model, total_steps=10 * len(train_batches))
         >>> model.fit(train_batches, validation_data=validation_batches, epochs=10)
     """
-    if not model.config.classes:
+    distiller = isinstance(model, Distiller)
+    student = model.student if distiller else model
+    if not student.config.classes:
         raise ValueError(
             "compile_for_finetuning needs a model with a classification head; build it with "
             "classes=N (a new head is zero-initialised)."
         )
+    if distiller and label_smoothing:
+        raise ValueError(
+            "A Distiller's label smoothing is part of its loss: pass it as "
+            "Distiller(..., label_smoothing=...), and leave compile_for_finetuning's at 0."
+        )
     if freeze_backbone:
-        for layer in model.layers:
+        for layer in student.layers:
             layer.trainable = layer.name in (paths.HEAD, paths.DISTILLATION_HEAD)
     warmup = round(0.05 * total_steps) if warmup_steps is None else warmup_steps
     options = dict(
@@ -243,15 +254,13 @@ def compile_for_finetuning(
     if layer_decay is None:
         optimizer = keras.optimizers.AdamW(**options)
     else:
-        optimizer = LayerDecayAdamW(layer_decay_multipliers(model, layer_decay), **options)
-    optimizer.exclude_from_weight_decay(var_list=no_weight_decay(model))
-    model.compile(
-        optimizer=optimizer,
-        loss=SparseCrossentropy(
-            label_smoothing, from_logits=model.config.classifier_activation is None
-        ),
-        metrics=list(metrics),
-    )
+        optimizer = LayerDecayAdamW(layer_decay_multipliers(student, layer_decay), **options)
+    optimizer.exclude_from_weight_decay(var_list=no_weight_decay(student))
+    loss = None
+    if not distiller:
+        from_logits = model.config.classifier_activation is None
+        loss = SparseCrossentropy(label_smoothing, from_logits=from_logits)
+    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
     return model
 
 

@@ -182,8 +182,7 @@ class ViTEmbeddings(keras.layers.Layer):
         )
 
     def call(self, images, bool_masked_pos=None, training=None):
-        patches = self.patch_projection(images)
-        patches = ops.reshape(patches, (-1, self.num_patches, self.hidden_size))
+        patches = self.project_patches(images)
         if bool_masked_pos is not None:
             if not self.use_mask_token:
                 raise ValueError(
@@ -210,6 +209,57 @@ class ViTEmbeddings(keras.layers.Layer):
                 [tokens[:, :split], prefix(self.registers), tokens[:, split:]], axis=1
             )
         return self.dropout(tokens, training=training)
+
+    def project_patches(self, images):
+        """The patch tokens `(B, num_patches, D)` in row-major order, without positions."""
+        patches = self.patch_projection(images)
+        return ops.reshape(patches, (-1, self.num_patches, self.hidden_size))
+
+    def embed_kept_patches(self, images, ids_keep, training=None):
+        """[CLS] and a subset of the patches, each with its position: MAE's encoder input.
+
+        Positions are added before the patches are picked, so each kept patch
+        keeps the position of its place in the grid.
+
+        Args:
+            images: `(B, H, W, C)` images.
+            ids_keep: `(B, K)` int indices of the patches to keep, into the
+                row-major patch grid, in the order they are to appear.
+            training: run dropout.
+
+        Returns:
+            `(B, 1 + K, D)` tokens: [CLS], then the kept patches.
+
+        Raises:
+            ValueError: the layer has prefix tokens other than [CLS], or RoPE.
+
+        Example:
+            >>> layer = ViTEmbeddings(32, (8, 8), (4, 4), position_embedding="sincos")
+            >>> images = np.zeros((1, 32, 32, 3), "float32")
+            >>> layer(images).shape  # builds the layer: [CLS] + 16 patches
+            (1, 17, 32)
+            >>> layer.embed_kept_patches(images, np.array([[5, 0, 9, 2]])).shape
+            (1, 5, 32)
+        """
+        if self.distillation is not None or self.registers is not None:
+            raise ValueError(
+                "embed_kept_patches supports [CLS] as the only prefix token; build the "
+                "embeddings without distillation_token and register tokens."
+            )
+        if self.position_embedding is None:
+            raise ValueError(
+                "embed_kept_patches needs position embeddings added to the tokens (learned or "
+                "sincos); with RoPE, positions live in attention, which sees only the kept ones."
+            )
+        patches = self.project_patches(images)
+        positions = ops.cast(self.position_embedding, patches.dtype)
+        patches = patches + positions[:, 1:]
+        kept = ops.take_along_axis(patches, ops.expand_dims(ids_keep, -1), axis=1)
+        cls = ops.broadcast_to(
+            ops.cast(self.cls_token, patches.dtype) + positions[:, :1],
+            (ops.shape(patches)[0], 1, self.hidden_size),
+        )
+        return self.dropout(ops.concatenate([cls, kept], axis=1), training=training)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.num_tokens, self.hidden_size)

@@ -52,12 +52,25 @@ BLOCK_SUBLAYERS = (
 
 # Weights that are whole tables rather than layers' variables.
 TABLES = (CLS_TOKEN, MASK_TOKEN, DISTILLATION_TOKEN, REGISTER_TOKENS, POSITION_EMBEDDING)
-LAYERNORMS = (FINAL_LAYERNORM, LAYERNORM_BEFORE, LAYERNORM_AFTER)
 LAYER_SCALES = (ATTENTION_SCALE, MLP_SCALE)
 # Block sublayers only some families have: the gated MLP's gate, the layer scales.
 OPTIONAL_BLOCK_SUBLAYERS = (MLP_GATE, *LAYER_SCALES)
 
+# The masked autoencoder's decoder (`keras_vit.model.mae_decoder`), all under `decoder/`.
+# Its blocks are `EncoderBlock`s, with the block sublayers above, under
+# `decoder/decoder_layers/layer_N/`.
+DECODER = "decoder"
+DECODER_EMBED = "decoder/decoder_embed"
+DECODER_MASK_TOKEN = "decoder/mask_token"
+DECODER_POSITION_EMBEDDING = "decoder/position_embedding"  # fixed sin-cos: not a weight
+DECODER_NORM = "decoder/decoder_norm"
+DECODER_PRED = "decoder/decoder_pred"
+DECODER_TABLES = (DECODER_MASK_TOKEN, DECODER_POSITION_EMBEDDING)
+
+LAYERNORMS = (FINAL_LAYERNORM, LAYERNORM_BEFORE, LAYERNORM_AFTER, DECODER_NORM)
+
 _BLOCK = re.compile(r"^encoder/layer_(\d+)/(.+)$")
+_DECODER_BLOCK = re.compile(r"^decoder/decoder_layers/layer_(\d+)/(.+)$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +126,33 @@ def every_block_pattern(sublayer: str, variable: str) -> str:
     return rf"encoder/layer_\d+/{re.escape(sublayer)}/{variable}"
 
 
+def decoder_block_path(index: int, sublayer: str) -> str:
+    """The path of a sublayer of the MAE decoder's block `index`.
+
+    Args:
+        index: the decoder block's index.
+        sublayer: one of `BLOCK_SUBLAYERS`.
+
+    Returns:
+        e.g. `decoder/decoder_layers/layer_0/attention/query`.
+
+    Example:
+        >>> decoder_block_path(0, QUERY)
+        'decoder/decoder_layers/layer_0/attention/query'
+    """
+    return f"{DECODER}/decoder_layers/layer_{index}/{sublayer}"
+
+
+def is_decoder(path: str) -> bool:
+    """Whether `path` is a weight of the MAE decoder (`decoder/...`).
+
+    Example:
+        >>> is_decoder("decoder/decoder_pred/kernel"), is_decoder("encoder/layer_0/mlp_fc1/bias")
+        (True, False)
+    """
+    return path.startswith(f"{DECODER}/")
+
+
 def parse(path: str) -> WeightPath:
     """Takes a weight path apart into block, layer and variable.
 
@@ -120,16 +160,18 @@ def parse(path: str) -> WeightPath:
         path: a Keras weight path, e.g. `encoder/layer_3/attention/query/kernel`.
 
     Returns:
-        A `WeightPath`; paths outside the contract (a LoRA or quantization
-        variable, say) parse the same way, by their last component.
+        A `WeightPath`; a block of the MAE decoder parses as a block too
+        (`is_decoder` tells the two stacks apart). Paths outside the contract
+        (a LoRA or quantization variable, say) parse the same way, by their
+        last component.
 
     Example:
         >>> parse("encoder/layer_3/attention/query/kernel")
         WeightPath(block=3, layer='attention/query', variable='kernel')
     """
-    if path in TABLES:
+    if path in TABLES or path in DECODER_TABLES:
         return WeightPath(None, path, None)
-    block = _BLOCK.match(path)
+    block = _BLOCK.match(path) or _DECODER_BLOCK.match(path)
     inner = block.group(2) if block else path
     layer, _, variable = inner.rpartition("/")
     return WeightPath(int(block.group(1)) if block else None, layer, variable)
@@ -142,7 +184,8 @@ def is_layernorm(path: str) -> bool:
         path: a Keras weight path.
 
     Returns:
-        True for `layernorm/*` and every block's `layernorm_before/*` and `layernorm_after/*`.
+        True for `layernorm/*`, every block's `layernorm_before/*` and
+        `layernorm_after/*`, and the MAE decoder's `decoder/decoder_norm/*`.
 
     Example:
         >>> is_layernorm("encoder/layer_0/layernorm_after/gamma")

@@ -10,17 +10,20 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, attn_imp
 
 def make_family_model(class_name: str, config_name: str, seed: int, **overrides):
     """A random transformers model whose every tensor matters: LayerNorms,
-    biases, layer scales and tokens are perturbed (MAE's fixed sin-cos table
-    stays as transformers computes it)."""
+    biases, layer scales and tokens are perturbed (MAE's fixed sin-cos tables
+    stay as transformers computes them)."""
     torch.manual_seed(seed)
     config = getattr(transformers, config_name)(**{**TINY, **overrides})
     model = getattr(transformers, class_name)(config).eval()
+    mae = transformers.models.vit_mae.modeling_vit_mae
     for module in model.modules():
-        if isinstance(module, transformers.models.vit_mae.modeling_vit_mae.ViTMAEEmbeddings):
-            # Built from a config, the table is left at zeros (its init is skipped);
-            # a real MAE checkpoint holds the sin-cos table, so let transformers write it.
+        # Built from a config, the sin-cos tables are left at zeros (their init is
+        # skipped); a real MAE checkpoint holds them, so let transformers write them.
+        if isinstance(module, mae.ViTMAEEmbeddings):
             module.patch_embeddings.projection._is_hf_initialized = False
             module.initialize_weights()
+        if isinstance(module, mae.ViTMAEDecoder):
+            module.initialize_weights(module.decoder_pos_embed.shape[1] - 1)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if parameter.requires_grad and (parameter.ndim <= 1 or "token" in name):
