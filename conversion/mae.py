@@ -16,18 +16,16 @@ import keras
 import numpy as np
 
 from keras_vit.atomic_files import atomic_path
-from keras_vit.conversion.checkpoint import read_checkpoint, read_json_object, write_safetensors
+from keras_vit.conversion.checkpoint import read_checkpoint, read_json_object
 from keras_vit.conversion.convert import hf_to_keras, keras_to_hf
 from keras_vit.conversion.families import family_of
-from keras_vit.conversion.hf_config import check_exportable, config_to_hf, preprocessor_to_hf
+from keras_vit.conversion.hf_config import check_exportable, config_to_hf
 from keras_vit.conversion.pretrained import (
     HF_CONFIG,
-    HF_WEIGHTS,
-    PREPROCESSOR_CONFIG,
-    _write_json,
     assign_weights,
     hf_backbone_config,
     naming_the_file,
+    write_transformers_files,
 )
 from keras_vit.model import weight_paths as paths
 from keras_vit.model.initializers import skip_random_init
@@ -172,18 +170,10 @@ def save_mae_pretrained(
     }
     weights[paths.POSITION_EMBEDDING] = np.asarray(model.vit.embeddings.position_embedding)
     weights[paths.DECODER_POSITION_EMBEDDING] = np.asarray(model.decoder.position_embedding)
-    processor = ImageProcessor(config.image_size)
     with atomic_path(directory, overwrite=overwrite, directory=True) as temporary:
-        write_safetensors(
-            keras_to_hf(weights, with_head=True, config=config), temporary / HF_WEIGHTS
-        )
-        _write_json(temporary / HF_CONFIG, mae_config_to_hf(model))
-        _write_json(
-            temporary / PREPROCESSOR_CONFIG,
-            preprocessor_to_hf(
-                processor.image_size,
-                processor.image_mean,
-                processor.image_std,
-                processor.rescale_factor,
-            ),
+        write_transformers_files(
+            temporary,
+            keras_to_hf(weights, with_head=True, config=config),
+            mae_config_to_hf(model),
+            ImageProcessor(config.image_size),
         )

@@ -290,6 +290,34 @@ def assign_weights(model: ViT, weights, verbose: bool = True) -> None:
         progress.update(count)
 
 
+def write_transformers_files(
+    directory: Path,
+    hf_weights: dict[str, np.ndarray],
+    hf_config: dict[str, Any],
+    processor: ImageProcessor,
+) -> None:
+    """Writes what transformers reads: the weights, `config.json` and the processor's config.
+
+    Args:
+        directory: the (temporary) checkpoint directory.
+        hf_weights: transformers-named arrays, as `keras_to_hf` gives.
+        hf_config: the transformers `config.json` content.
+        processor: the image processor to describe in `preprocessor_config.json`.
+
+    Returns:
+        Nothing.
+
+    Example:
+        >>> write_transformers_files(tmp, keras_to_hf(weights), config_to_hf(config), processor)
+    """
+    write_safetensors(hf_weights, directory / HF_WEIGHTS)
+    _write_json(directory / HF_CONFIG, hf_config)
+    description = preprocessor_to_hf(
+        processor.image_size, processor.image_mean, processor.image_std, processor.rescale_factor
+    )
+    _write_json(directory / PREPROCESSOR_CONFIG, description)
+
+
 def save_pretrained(
     model: ViT,
     directory: str | os.PathLike,
@@ -321,19 +349,11 @@ def save_pretrained(
         weights[paths.POSITION_EMBEDDING] = np.asarray(model.embeddings.position_embedding)
     processor = model.preprocessor or ImageProcessor(config.image_size)
     with atomic_path(directory, overwrite=overwrite, directory=True) as temporary:
-        write_safetensors(
+        write_transformers_files(
+            temporary,
             keras_to_hf(weights, with_head=bool(config.classes), config=config),
-            temporary / HF_WEIGHTS,
-        )
-        _write_json(temporary / HF_CONFIG, config_to_hf(config))
-        _write_json(
-            temporary / PREPROCESSOR_CONFIG,
-            preprocessor_to_hf(
-                processor.image_size,
-                processor.image_mean,
-                processor.image_std,
-                processor.rescale_factor,
-            ),
+            config_to_hf(config),
+            processor,
         )
         _write_json(temporary / KERAS_CONFIG, model.get_config())
         model.save_weights(str(temporary / KERAS_WEIGHTS))

@@ -5,6 +5,7 @@
     python examples/finetune.py --dataset NAME --model ViTB16 --weights imagenet21k
     python examples/finetune.py --data-dir DIR --model DINOv2S14 --weights lvd142m --linear-probe
     python examples/finetune.py --data-dir DIR --model ./my-checkpoint   # any family's checkpoint
+    python examples/finetune.py --weights runs/pretrain_mae/model   # after pretrain_mae.py
     KERAS_BACKEND=jax python examples/finetune.py --distribution data   # every visible device
     python examples/finetune.py --data-dir DIR --model DeiTS16Distilled --teacher cnn.keras
 
@@ -18,7 +19,10 @@ scratch (nothing can be downloaded offline). The recipe is
 `--model` is `small`, a variant of any family (`ViTB16`, `DeiTS16Distilled`,
 `DINOv2S14`, `DINOv3B16`, ...; `--weights` names its pretrained weights), or a
 checkpoint directory or Hub repo id of any family, loaded with
-`ViT.from_pretrained`. `--linear-probe` (also `--freeze-backbone`) trains the
+`ViT.from_pretrained`. With `small`, `--weights DIR` fine-tunes the checkpoint
+directory DIR instead, in its own architecture: e.g. the `model/` folder of
+`examples/pretrain_mae.py`, whose MAE encoder gets a new head (its decoder is
+left out). `--linear-probe` (also `--freeze-backbone`) trains the
 class heads only, on frozen features: DINOv2's classic evaluation.
 
 `--teacher PATH` trains a distilled DeiT student (`DeiTS16Distilled`, ..., a
@@ -43,6 +47,12 @@ weights replace the best ones) says what to do with it. Ctrl-C stops training
 cleanly: the best weights so far are restored and saved (`model/` too), with
 the history and curves; run.json says "interrupted" and the exit status is 130.
 
+DeiT's data-efficient augmentations are options, all off by default:
+`--randaugment 2 --randaugment-magnitude 0.9 --random-erasing 0.25 --mixup 0.8
+--cutmix 1.0` is DeiT's recipe, with Keras' layers (see
+`keras_vit.data.Augmentation`); with MixUp or CutMix the training labels are
+mixed target distributions, and the training accuracy is against their top class.
+
 A data folder needs two or more class subfolders, and every image in it is
 decoded once before training: unreadable ones are all listed, to be removed or
 replaced, and nothing trains.
@@ -64,6 +74,7 @@ import keras
 import keras_vit
 from keras_vit.data import (
     Augmentation,
+    ImageClassificationData,
     export_digits_imagefolder,
     load_image_classification,
     make_loaders,
@@ -115,20 +126,46 @@ def positive(kind: Callable[[str], float]) -> Callable[[str], float]:
     return parse
 
 
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Adds the flags `load_data` reads: --dataset or --data-dir, and the column overrides.
+
+    Args:
+        parser: the script's parser.
+
+    Returns:
+        Nothing.
+
+    Example:
+        >>> parser = argparse.ArgumentParser()
+        >>> add_data_arguments(parser)
+        >>> parser.parse_args(["--data-dir", "photos"]).data_dir
+        PosixPath('photos')
+    """
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", help="a `datasets` name on the Hub")
     source.add_argument("--data-dir", type=Path, help="an imagefolder: DIR/<class>/<image>")
     parser.add_argument("--image-column", help="default: the column of Image features")
     parser.add_argument("--label-column", help="default: the column of ClassLabel features")
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_data_arguments(parser)
+    parser.add_argument(
+        "--label-fraction",
+        type=float,
+        default=1.0,
+        help="train on this stratified share of the training labels (validation included)",
+    )
     parser.add_argument(
         "--model",
         default="small",
         help="small, a variant (ViTB16, DINOv2S14, ...), or a checkpoint directory or Hub repo",
     )
     parser.add_argument(
-        "--weights", default="none", help="a variant's weights: imagenet21k, a repo, ..., none"
+        "--weights",
+        default="none",
+        help="a variant's weights (imagenet21k, a repo, ...), a checkpoint directory, or none",
     )
     parser.add_argument("--image-size", type=int, help="default: 32 for small, else 224")
     parser.add_argument("--epochs", type=positive(int), default=60)
@@ -159,6 +196,15 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-crop", action="store_true", help="no random resized crop")
     parser.add_argument("--no-flip", action="store_true", help="no horizontal flip")
+    parser.add_argument(
+        "--randaugment", type=int, default=0, metavar="OPS", help="RandAugment ops (DeiT: 2)"
+    )
+    parser.add_argument(
+        "--randaugment-magnitude", type=float, default=0.9, help="RandAugment strength in [0, 1]"
+    )
+    parser.add_argument("--mixup", type=positive(float), metavar="ALPHA", help="DeiT: 0.8")
+    parser.add_argument("--cutmix", type=positive(float), metavar="ALPHA", help="DeiT: 1.0")
+    parser.add_argument("--random-erasing", type=float, default=0.0, metavar="P", help="DeiT: 0.25")
     parser.add_argument("--precision", choices=["float32", "mixed_bfloat16"], default="float32")
     parser.add_argument("--workers", type=int, default=1, help="loader threads")
     parser.add_argument(
@@ -181,7 +227,11 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def check_model(args: argparse.Namespace) -> None:
-    """Refuses a --model that is no preset, variant or checkpoint, and --weights without a variant.
+    """Refuses a --model that is no preset, variant or checkpoint, and --weights that do not fit it.
+
+    `small` takes `--weights none` or a checkpoint directory; a variant, the
+    names `keras_vit.list_weights()` gives, a repo or a directory; a checkpoint
+    (`--model DIR` or a repo id), no --weights.
 
     Args:
         args: the parsed arguments.
@@ -193,6 +243,11 @@ def check_model(args: argparse.Namespace) -> None:
         >>> check_model(parse_arguments(["--model", "ViTB99"]))
         SystemExit: Unknown --model ViTB99: give small, a variant (...), or a checkpoint ...
     """
+    if args.model == "small" and args.weights != "none" and not Path(args.weights).is_dir():
+        raise SystemExit(
+            f"--model small has no named weights, and --weights {args.weights} is no directory: "
+            "give a checkpoint directory (e.g. pretrain_mae.py's OUTPUT/model), or --weights none."
+        )
     if args.model == "small" or args.model in keras_vit.VARIANTS:
         return
     if "/" not in args.model and not Path(args.model).is_dir():
@@ -213,7 +268,7 @@ def architecture(args: argparse.Namespace) -> keras_vit.ViTConfig | None:
     `None` for a checkpoint: its shape is known once it is read, so `--distribution`
     cannot check the mesh against it beforehand.
     """
-    if args.model == "small":
+    if args.model == "small" and args.weights == "none":
         return keras_vit.ViTConfig(**SMALL)
     if args.model in keras_vit.VARIANTS:
         return keras_vit.variant_config(args.model)
@@ -221,30 +276,44 @@ def architecture(args: argparse.Namespace) -> keras_vit.ViTConfig | None:
 
 
 def build_model(args: argparse.Namespace, classes: int, id2label: dict[int, str]):
-    """The model to fine-tune: the small preset, a variant (pretrained or not) or a checkpoint."""
+    """The model to fine-tune: the small preset, a variant (pretrained or not) or a checkpoint
+    (`--model DIR`, a repo id, or `--model small --weights DIR`), which keeps its architecture.
+
+    transformers has no MAE classifier, so an MAE encoder (`vit_mae`) is fine-tuned and saved
+    as a plain `vit`: the same architecture (fixed sin-cos positions too) and weights.
+    """
     head = dict(
         classes=classes,
         id2label=id2label,
         drop_path_rate=args.drop_path,
         classifier_activation=None,
     )
-    if args.model not in ("small", *keras_vit.VARIANTS):
-        return keras_vit.ViT.from_pretrained(
-            args.model, image_size=args.image_size, dtype=args.precision, verbose=False, **head
-        )
+    checkpoint = args.model
     if args.model == "small":
-        if args.weights != "none":
-            raise SystemExit("--model small has no pretrained weights; use --weights none.")
+        checkpoint = None if args.weights == "none" else args.weights
+    elif args.model in keras_vit.VARIANTS:
+        checkpoint = None
+    if checkpoint is not None:
+        model = keras_vit.ViT.from_pretrained(
+            checkpoint, image_size=args.image_size, dtype=args.precision, verbose=False, **head
+        )
+    elif args.model == "small":
         size = args.image_size or SMALL["image_size"]
         distilled = {}
         if args.teacher:  # a DeiT: [CLS], the distillation token, and a head on each
             distilled = dict(model_type="deit", distillation_token=True, distillation_head=True)
         config = keras_vit.ViTConfig(**{**SMALL, "image_size": size}, **head, **distilled)
-        return keras_vit.ViT(config, dtype=args.precision)
-    weights = None if args.weights == "none" else args.weights
-    return keras_vit.build_variant(
-        args.model, weights=weights, image_size=args.image_size, dtype=args.precision, **head
-    )
+        model = keras_vit.ViT(config, dtype=args.precision)
+    else:
+        weights = None if args.weights == "none" else args.weights
+        model = keras_vit.build_variant(
+            args.model, weights=weights, image_size=args.image_size, dtype=args.precision, **head
+        )
+    if model.config.model_type == "vit_mae":
+        plain = dataclasses.replace(model.config, model_type="vit")
+        pretrained, model = model, keras_vit.ViT(plain, dtype=args.precision)
+        model.set_weights(pretrained.get_weights())
+    return model
 
 
 def with_teacher(args: argparse.Namespace, student: keras_vit.ViT) -> keras.Model:
@@ -268,7 +337,7 @@ def with_teacher(args: argparse.Namespace, student: keras_vit.ViT) -> keras.Mode
         raise SystemExit(
             f"--teacher needs a student with a distillation token and head; --model {args.model} "
             "has none. Use a distilled DeiT (DeiTTi16Distilled, DeiTS16Distilled, "
-            "DeiTB16Distilled), such a checkpoint, or --model small."
+            "DeiTB16Distilled), such a checkpoint, or --model small without --weights."
         )
     try:
         teacher = keras_vit.load_teacher(args.teacher)
@@ -313,11 +382,12 @@ def check_output(args: argparse.Namespace) -> None:
         )
 
 
-def start_run(args: argparse.Namespace) -> RunRecord:
+def start_run(args: argparse.Namespace, artefacts: tuple[str, ...] = ARTEFACTS) -> RunRecord:
     """Deletes the previous run's artefacts if --overwrite, and starts `run.json`.
 
     Args:
         args: the parsed arguments, after `check_output`.
+        artefacts: the names of what the script writes into --output.
 
     Returns:
         The record of this run, to pass to `fit` as the last callback.
@@ -326,12 +396,12 @@ def start_run(args: argparse.Namespace) -> RunRecord:
         >>> record = start_run(args)
     """
     if args.overwrite:
-        for path in (args.output / name for name in (RUN_FILE, *ARTEFACTS)):
+        for path in (args.output / name for name in (RUN_FILE, *artefacts)):
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink(missing_ok=True)
-    return RunRecord(args.output, vars(args), ARTEFACTS, resume=args.resume)
+    return RunRecord(args.output, vars(args), artefacts, resume=getattr(args, "resume", False))
 
 
 def save_best(model: keras_vit.ViT, output: Path) -> None:
@@ -349,6 +419,41 @@ def main(argv: list[str] | None = None) -> float:
     except KeyboardInterrupt:
         print(f"Interrupted before training: no run written to {args.output}.", file=sys.stderr)
         raise SystemExit(130) from None
+
+
+def load_data(
+    args: argparse.Namespace, label_fraction: float = 1.0
+) -> tuple[ImageClassificationData, bool]:
+    """The --dataset or --data-dir data, or else the digits, exported once under --output.
+
+    Args:
+        args: the parsed arguments (`dataset`, `data_dir`, `image_column`,
+            `label_column`, `seed`, `output`).
+        label_fraction: the stratified share of the training labels to keep.
+
+    Returns:
+        The data, and whether they are the digits; raises SystemExit with a
+        one-line message for data that cannot be used.
+
+    Example:
+        >>> data, digits = load_data(parse_arguments([]))
+        >>> len(data.train), digits
+        (1293, True)
+    """
+    digits = args.dataset is None and args.data_dir is None
+    data_dir = export_digits_imagefolder(args.output / DIGITS_FOLDER) if digits else args.data_dir
+    try:
+        data = load_image_classification(
+            source=args.dataset,
+            data_dir=data_dir,
+            image_column=args.image_column,
+            label_column=args.label_column,
+            seed=args.seed,
+            label_fraction=label_fraction,
+        )
+    except (FileNotFoundError, ValueError) as error:
+        raise SystemExit(str(error)) from error
+    return data, digits
 
 
 def finetune(args: argparse.Namespace) -> float:
@@ -369,18 +474,7 @@ def finetune(args: argparse.Namespace) -> float:
         except (RuntimeError, ValueError) as error:
             raise SystemExit(f"--distribution {args.distribution}: {error}") from error
         print(f"distribution: {distribution}")
-    digits = args.dataset is None and args.data_dir is None
-    data_dir = export_digits_imagefolder(args.output / DIGITS_FOLDER) if digits else None
-    try:
-        data = load_image_classification(
-            source=args.dataset,
-            data_dir=args.data_dir or data_dir,
-            image_column=args.image_column,
-            label_column=args.label_column,
-            seed=args.seed,
-        )
-    except (FileNotFoundError, ValueError) as error:
-        raise SystemExit(str(error)) from error
+    data, digits = load_data(args, args.label_fraction)
     model = build_model(args, len(data.label_names), data.id2label)
     if args.resume:
         try:
@@ -395,6 +489,11 @@ def finetune(args: argparse.Namespace) -> float:
         augmentation,
         random_resized_crop=not args.no_crop,
         horizontal_flip=augmentation.horizontal_flip and not args.no_flip,
+        randaugment_ops=args.randaugment,
+        randaugment_magnitude=args.randaugment_magnitude,
+        random_erasing=args.random_erasing,
+        mixup=args.mixup,
+        cutmix=args.cutmix,
     )
     loaders = make_loaders(
         data,

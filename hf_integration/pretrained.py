@@ -18,6 +18,9 @@ from keras_vit.hf_integration.named_weights import named_weights_repo, weight_na
 from keras_vit.model import ViT
 from keras_vit.model.mae import MaskedAutoencoder
 
+# The Hub arguments of `from_pretrained`, which `mae_from_pretrained` takes through **kwargs.
+HUB_ARGUMENTS = ("revision", "token", "cache_dir", "force_download", "local_files_only")
+
 
 def from_pretrained(
     source: str | os.PathLike,
@@ -51,15 +54,15 @@ def from_pretrained(
     Example:
         >>> model = from_pretrained("google/vit-base-patch16-224-in21k", classes=10)
     """
+    hub = dict(
+        revision=revision,
+        token=token,
+        cache_dir=cache_dir,
+        force_download=force_download,
+        local_files_only=local_files_only,
+    )
     directory, repo_id = split_source(source)
     if repo_id is not None:
-        hub = dict(
-            revision=revision,
-            token=token,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-        )
         try:
             directory = download_checkpoint(
                 repo_id, **hub, keras_native=not reshapes_checkpoint(**kwargs)
@@ -76,41 +79,26 @@ def from_pretrained(
     return model
 
 
-def mae_from_pretrained(
-    source: str | os.PathLike,
-    revision: str | None = None,
-    token: str | bool | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    force_download: bool = False,
-    local_files_only: bool = False,
-    **kwargs: Any,
-) -> MaskedAutoencoder:
+def mae_from_pretrained(source: str | os.PathLike, **kwargs: Any) -> MaskedAutoencoder:
     """Builds a `MaskedAutoencoder` from a `ViTMAEForPreTraining` Hub repo or directory.
 
     Args:
         source: `org/name`, `hf://org/name`, or a local directory.
-        revision, token, cache_dir, force_download, local_files_only: as for
-            `from_pretrained`.
-        **kwargs: `seed`, `verbose`, `dtype`, `name`, and `MAEConfig` and
-            `ViTConfig` overrides; see `keras_vit.conversion.mae.load_mae_pretrained`.
+        **kwargs: the Hub's `revision`, `token`, `cache_dir`, `force_download`
+            and `local_files_only`, as for `from_pretrained`; then `seed`,
+            `verbose`, `dtype`, `name`, and `MAEConfig` and `ViTConfig`
+            overrides (see `keras_vit.conversion.mae.load_mae_pretrained`).
 
     Returns:
         The model. Loaded from a repo, its `config.base_model` is the repo id.
 
     Example:
-        >>> mae = mae_from_pretrained("facebook/vit-mae-base")
+        >>> mae = mae_from_pretrained("facebook/vit-mae-base", revision="main")
     """
+    hub = {name: kwargs.pop(name) for name in HUB_ARGUMENTS if name in kwargs}
     directory, repo_id = split_source(source)
     if repo_id is not None:
-        directory = download_checkpoint(
-            repo_id,
-            revision=revision,
-            token=token,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            keras_native=False,
-        )
+        directory = download_checkpoint(repo_id, **hub, keras_native=False)
     model = load_mae_pretrained(directory, **kwargs)
     if repo_id is not None:
         model.config.base_model = repo_id

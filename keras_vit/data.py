@@ -77,6 +77,7 @@ def load_image_classification(
     validation_fraction: float = 0.1,
     seed: int = 0,
     check_images: bool = True,
+    label_fraction: float = 1.0,
 ) -> ImageClassificationData:
     """Loads an image classification dataset and finds its columns and splits.
 
@@ -85,6 +86,10 @@ def load_image_classification(
     "image" / "img" and "label" / "labels" win. Without a "validation" (or
     "valid" / "val") split, a stratified `validation_fraction` of train
     becomes the validation split, the same one on every run for a given seed.
+    A `label_fraction` below 1 first keeps only a stratified share of the
+    training split, labels and images both, as in label-scarce experiments:
+    the validation split is then held out of that share too, so no label
+    outside it is used.
 
     A folder must hold at least two class subfolders, and with `check_images`
     every image in it is decoded in full once, up front: unreadable, corrupt
@@ -104,6 +109,8 @@ def load_image_classification(
         seed: seed of that hold-out split.
         check_images: decode every image of a `data_dir` up front and refuse
             the bad ones.
+        label_fraction: the stratified share of the training split to keep,
+            in (0, 1]; the same rows on every run for a given seed.
 
     Returns:
         The train, validation and (if any) test splits with the column names
@@ -116,6 +123,11 @@ def load_image_classification(
     """
     import datasets
 
+    if not 0 < label_fraction <= 1:
+        raise ValueError(
+            f"label_fraction must be in (0, 1], got {label_fraction}; 0.1 keeps a tenth of "
+            "the training labels, 1 keeps them all."
+        )
     if (source is None) == (data_dir is None):
         raise ValueError(
             "Give exactly one of source= (a datasets.Dataset, DatasetDict or Hub dataset name) "
@@ -132,14 +144,17 @@ def load_image_classification(
     _check_image_column(features, image_column)
     _check_label_column(features, label_column)
 
+    train = splits["train"]
+    if label_fraction < 1:
+        train = _stratified_share(train, label_fraction, label_column, seed)
     validation_split = next((name for name in VALIDATION_SPLITS if name in splits), None)
     if validation_split is None:
-        held_out = splits["train"].train_test_split(
+        held_out = train.train_test_split(
             test_size=validation_fraction, seed=seed, stratify_by_column=label_column
         )
         train, validation = held_out["train"], held_out["test"]
     else:
-        train, validation = splits["train"], splits[validation_split]
+        validation = splits[validation_split]
     return ImageClassificationData(
         train=train,
         validation=validation,
@@ -148,6 +163,23 @@ def load_image_classification(
         label_column=label_column,
         label_names=list(features[label_column].names),
     )
+
+
+def _stratified_share(
+    split: datasets.Dataset, fraction: float, label_column: str, seed: int
+) -> datasets.Dataset:
+    """A `fraction` of `split`'s rows with every class in proportion, fixed by `seed`."""
+    classes = len(set(split[label_column]))
+    kept = int(fraction * len(split))  # as `train_test_split` rounds
+    if kept < 2 * classes:
+        raise ValueError(
+            f"label_fraction={fraction} keeps {kept} of {len(split)} "
+            f"training rows, too few for {classes} classes (a training and a validation "
+            "image of each at least); raise it."
+        )
+    return split.train_test_split(train_size=fraction, seed=seed, stratify_by_column=label_column)[
+        "train"
+    ]
 
 
 def _load_folder(data_dir: str | Path, check_images: bool) -> datasets.DatasetDict:
@@ -277,34 +309,183 @@ def _check_label_column(features: datasets.Features, column: str | None) -> None
 
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
-    """Random resized crop and horizontal flip, on one uint8 `(H, W, C)` image.
+    """Random resized crop and flip per image; RandAugment, erasing, MixUp, CutMix per batch.
 
-    The crop covers an area fraction drawn from `scale` with a log-uniform
-    aspect ratio from `ratio` (10 attempts, then a central crop); it keeps the
-    crop's own size, since the image processor resizes afterwards.
+    `apply` works on one uint8 `(H, W, C)` image: the crop covers an area
+    fraction drawn from `scale` with a log-uniform aspect ratio from `ratio`
+    (10 attempts, then a central crop); it keeps the crop's own size, since
+    the image processor resizes afterwards.
+
+    `apply_batch` adds the data-efficient (DeiT) recipe's augmentations on
+    the resized batch, before normalisation (pixel values 0..255), with
+    Keras' own layers in this order: `keras.layers.RandAugment`,
+    `keras.layers.RandomErasing`, then `keras.layers.MixUp` or
+    `keras.layers.CutMix`. They run eagerly on the current Keras backend, on
+    the CPU, and are built anew for each batch with seeds drawn from the
+    batch's generator, so the same generator state gives the same batch on
+    a backend. All are off by default. Keras' versions differ from timm's in
+    places: RandAugment picks its operations once per batch and draws each
+    one's strength from `[0, randaugment_magnitude]`, MixUp draws a mixing
+    weight per image, and erasing fills with clipped noise. On JAX, Keras
+    3.15's RandAugment is slow (its Equalization histogram runs as a
+    Python loop): about 1.5 s per batch after a first one of half a minute.
+
+    MixUp and CutMix mix the labels too: the batch's labels become float32
+    target distributions `(B, classes)`, which `keras_vit.training.ClassCrossentropy`
+    and `keras_vit.Distiller` take. With both on, each batch gets one of
+    them, CutMix with probability `switch_probability` (timm's `switch_prob`).
 
     Args:
         random_resized_crop: whether to crop.
         horizontal_flip: whether to flip left-right with probability 0.5.
         scale: range of the crop's area as a fraction of the image's.
         ratio: range of the crop's width / height.
+        randaugment_ops: RandAugment's number of operations applied in a
+            row (DeiT: 2); 0 disables it.
+        randaugment_magnitude: RandAugment's strength in [0, 1] (Keras'
+            `factor`; timm's magnitude 9 of 10 is 0.9).
+        random_erasing: the probability of erasing a rectangle of each image
+            (DeiT: 0.25); 0 disables it.
+        erasing_scale: range of the erased rectangle's side fractions, as
+            Keras' `RandomErasing(scale=)` takes it.
+        mixup: MixUp's Beta(alpha, alpha) parameter (DeiT: 0.8), > 0; `None`
+            disables it.
+        cutmix: CutMix's Beta(alpha, alpha) parameter (DeiT: 1.0), in (0, 1]
+            (Keras' limit); `None` disables it.
+        switch_probability: with both MixUp and CutMix on, the probability
+            that a batch gets CutMix.
 
     Example:
         >>> image = np.zeros((64, 48, 3), np.uint8)
         >>> Augmentation().apply(image, np.random.default_rng(0)).shape
         (48, 42, 3)
+        >>> deit = Augmentation(randaugment_ops=2, randaugment_magnitude=0.9,
+        ...                     random_erasing=0.25, mixup=0.8, cutmix=1.0)
+        >>> pixels, targets = deit.apply_batch(
+        ...     np.zeros((4, 32, 32, 3), np.float32), np.arange(4), np.random.default_rng(0), 10)
+        >>> targets.shape, targets.dtype
+        ((4, 10), dtype('float32'))
     """
 
     random_resized_crop: bool = True
     horizontal_flip: bool = True
     scale: tuple[float, float] = (0.08, 1.0)
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    randaugment_ops: int = 0
+    randaugment_magnitude: float = 0.9
+    random_erasing: float = 0.0
+    erasing_scale: tuple[float, float] = (0.02, 1 / 3)
+    mixup: float | None = None
+    cutmix: float | None = None
+    switch_probability: float = 0.5
 
     def __post_init__(self):
         if not 0 < self.scale[0] <= self.scale[1] <= 1:
             raise ValueError(f"scale must satisfy 0 < low <= high <= 1, got {self.scale}.")
         if not 0 < self.ratio[0] <= self.ratio[1]:
             raise ValueError(f"ratio must satisfy 0 < low <= high, got {self.ratio}.")
+        if not (isinstance(self.randaugment_ops, int) and self.randaugment_ops >= 0):
+            raise ValueError(
+                f"randaugment_ops must be an integer >= 0 (0 disables RandAugment; DeiT uses "
+                f"2), got {self.randaugment_ops!r}."
+            )
+        for name in ("randaugment_magnitude", "random_erasing", "switch_probability"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}.")
+        if not 0 < self.erasing_scale[0] <= self.erasing_scale[1] <= 1:
+            raise ValueError(
+                f"erasing_scale must satisfy 0 < low <= high <= 1, got {self.erasing_scale}."
+            )
+        if self.mixup is not None and not self.mixup > 0:
+            raise ValueError(
+                f"mixup is MixUp's alpha and must be > 0 (DeiT uses 0.8), got {self.mixup}; "
+                "pass None to disable MixUp."
+            )
+        if self.cutmix is not None and not 0 < self.cutmix <= 1:
+            raise ValueError(
+                f"cutmix is CutMix's alpha and must be in (0, 1], the range Keras' CutMix "
+                f"takes (DeiT uses 1.0), got {self.cutmix}; pass None to disable CutMix."
+            )
+
+    @property
+    def mixes_labels(self) -> bool:
+        """Whether batches get MixUp or CutMix, and so target distributions for labels."""
+        return self.mixup is not None or self.cutmix is not None
+
+    def apply_batch(
+        self,
+        pixels: np.ndarray,
+        labels: np.ndarray,
+        rng: np.random.Generator,
+        classes: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Augments a resized batch: RandAugment, random erasing, then MixUp or CutMix.
+
+        Args:
+            pixels: a float `(B, H, W, C)` batch with values in 0..255, before
+                normalisation (`ImageProcessor.resize`).
+            labels: the integer class ids `(B,)`.
+            rng: the source of randomness; the same state gives the same result.
+            classes: the number of classes, needed to mix labels.
+
+        Returns:
+            The float32 batch, still in 0..255, and the labels: unchanged
+            without MixUp and CutMix, else float32 distributions `(B, classes)`.
+
+        Example:
+            >>> erase = Augmentation(random_erasing=1.0)
+            >>> pixels, labels = erase.apply_batch(
+            ...     np.full((2, 8, 8, 3), 128.0), np.array([0, 1]), np.random.default_rng(0))
+            >>> bool((pixels != 128).any()), labels.tolist()
+            (True, [0, 1])
+        """
+        layers = self._batch_layers(rng)
+        if not layers:
+            return pixels, labels
+        data = {"images": np.asarray(pixels, np.float32)}
+        if self.mixes_labels:
+            if classes is None:
+                raise ValueError("MixUp and CutMix mix the labels: pass classes=, the class count.")
+            data["labels"] = np.eye(classes, dtype=np.float32)[labels]
+        with keras.device("cpu"):
+            for layer in layers:
+                data = layer(data, training=True)
+        pixels = np.clip(keras.ops.convert_to_numpy(data["images"]), 0, 255)
+        if self.mixes_labels:
+            labels = keras.ops.convert_to_numpy(data["labels"]).astype(np.float32)
+        return pixels.astype(np.float32), labels
+
+    def _batch_layers(self, rng: np.random.Generator) -> list[keras.layers.Layer]:
+        """This batch's Keras layers, each seeded from `rng`."""
+
+        def seeded() -> dict:
+            return {"seed": int(rng.integers(2**31)), "dtype": "float32"}
+
+        layers = []
+        if self.randaugment_ops:
+            layers.append(
+                keras.layers.RandAugment(
+                    value_range=(0, 255),
+                    num_ops=self.randaugment_ops,
+                    factor=self.randaugment_magnitude,
+                    **seeded(),
+                )
+            )
+        if self.random_erasing:
+            probability = (self.random_erasing, self.random_erasing)
+            layers.append(
+                keras.layers.RandomErasing(
+                    probability, scale=self.erasing_scale, value_range=(0, 255), **seeded()
+                )
+            )
+        use_cutmix = self.cutmix is not None and (
+            self.mixup is None or rng.random() < self.switch_probability
+        )
+        if use_cutmix:
+            layers.append(keras.layers.CutMix((self.cutmix, self.cutmix), **seeded()))
+        elif self.mixup is not None:
+            layers.append(keras.layers.MixUp(self.mixup, **seeded()))
+        return layers
 
     def apply(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Augments one image.
@@ -354,7 +535,11 @@ class ImageBatches(keras.utils.PyDataset):
     Each batch decodes only its own rows, converts them to uint8 arrays with
     the processor's channel count, augments each image with a generator
     seeded by `(seed, epoch, batch index)` (so every worker produces the same
-    batch), then resizes and normalises them with `processor.preprocess`.
+    batch), resizes them (`processor.resize`), augments the batch with the
+    same generator (`Augmentation.apply_batch`) and normalises it
+    (`processor.normalize`). With MixUp or CutMix the labels are float32
+    target distributions `(B, classes)` instead, `classes` being the label
+    column's `datasets.ClassLabel` count.
     Works in `fit`, `evaluate` and `predict` on every Keras backend.
 
     `epoch` counts `on_epoch_end` calls (`fit` makes one before training too).
@@ -376,7 +561,7 @@ class ImageBatches(keras.utils.PyDataset):
         processor: resizes and normalises the images.
         batch_size: images per batch; the last batch may be smaller.
         shuffle: whether to visit the rows in a new random order each epoch.
-        augmentation: applied to each image, or `None`.
+        augmentation: applied to each image and batch, or `None`.
         seed: seed of the shuffling and the augmentation.
         workers: threads or processes `fit` uses to prepare batches.
         use_multiprocessing: whether `workers` are processes.
@@ -433,6 +618,16 @@ class ImageBatches(keras.utils.PyDataset):
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augmentation = augmentation
+        self.classes = None
+        if augmentation is not None and augmentation.mixes_labels:
+            self.classes = getattr(self.dataset.features[label_column], "num_classes", None)
+            if self.classes is None:
+                raise ValueError(
+                    f"MixUp and CutMix need the class count, from a datasets.ClassLabel label "
+                    f"column, but {label_column!r} is "
+                    f"{self.dataset.features[label_column]!r}. Encode it with "
+                    f"dataset.class_encode_column({label_column!r})."
+                )
         self.seed = seed
         self.replicas = replicas
         self.drop_remainder = drop_remainder
@@ -464,14 +659,20 @@ class ImageBatches(keras.utils.PyDataset):
             rows = np.resize(rows, math.ceil(real / self.replicas) * self.replicas)
         batch = self.dataset[rows.tolist()]
         images = [np.asarray(image.convert(self.image_mode)) for image in batch[self.image_column]]
-        if self.augmentation is not None:
+        labels = np.asarray(batch[self.label_column], np.int32)
+        if self.augmentation is None:
+            pixels = self.processor.preprocess(images)
+        else:
             rng = np.random.default_rng((self.seed, self.epoch, index))
             images = [self.augmentation.apply(image, rng) for image in images]
-        labels = np.asarray(batch[self.label_column], np.int32)
+            pixels, labels = self.augmentation.apply_batch(
+                self.processor.resize(images), labels, rng, self.classes
+            )
+            pixels = self.processor.normalize(pixels)
         if not self.padded:
-            return self.processor.preprocess(images), labels
+            return pixels, labels
         weights = (np.arange(len(rows)) < real).astype(np.float32)
-        return self.processor.preprocess(images), labels, weights
+        return pixels, labels, weights
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
@@ -498,7 +699,8 @@ def make_loaders(
         data: the splits, from `load_image_classification`.
         image_size: the model's input size, int or `(height, width)`.
         batch_size: images per batch.
-        augmentation: applied to the training images only; `None` for none.
+        augmentation: applied to the training images only; `None` for none. With
+            MixUp or CutMix the training labels are target distributions.
         workers: threads or processes `fit` uses to prepare batches.
         use_multiprocessing: whether `workers` are processes.
         seed: seed of the shuffling and the augmentation.

@@ -42,8 +42,23 @@ def load_teacher(source: keras.Model | str | os.PathLike) -> keras.Model:
     return ViT.from_pretrained(source, verbose=False)
 
 
-def _targets(labels, classes: int, label_smoothing: float):
-    """Class probabilities `(B, classes)` from integer ids or from one-hot / mixed targets."""
+def class_targets(labels, classes: int, label_smoothing: float = 0.0):
+    """Class probabilities `(B, classes)` from integer ids or from one-hot / mixed targets.
+
+    Args:
+        labels: integer class ids `(B,)` (or `(B, 1)`), or target
+            distributions `(B, classes)` such as MixUp / CutMix make.
+        classes: the number of classes.
+        label_smoothing: mass spread uniformly over all classes (0 disables),
+            after mixing, as timm smooths mixed targets.
+
+    Returns:
+        The float32 targets `(B, classes)`.
+
+    Example:
+        >>> keras.ops.convert_to_numpy(class_targets(np.array([1]), 4, 0.2)).tolist()
+        [[0.05, 0.85, 0.05, 0.05]]
+    """
     labels = ops.convert_to_tensor(labels)
     if len(labels.shape) == 2 and labels.shape[-1] == classes and classes > 1:
         targets = ops.cast(labels, "float32")
@@ -176,7 +191,8 @@ class Distiller(keras.Model):
         class_logits = ops.cast(class_logits, "float32")
         distillation_logits = ops.cast(distillation_logits, "float32")
         classes = self.student.config.classes
-        label_loss = _cross_entropy(_targets(labels, classes, self.label_smoothing), class_logits)
+        targets = class_targets(labels, classes, self.label_smoothing)
+        label_loss = _cross_entropy(targets, class_logits)
         teacher = self.teacher_logits(images)
         if self.mode == "hard":
             teacher_targets = ops.one_hot(ops.argmax(teacher, axis=-1), classes)
@@ -198,7 +214,7 @@ class Distiller(keras.Model):
             scores = ops.cast(y_pred, "float32")
             if not from_logits:
                 scores = ops.log(ops.maximum(scores, keras.config.epsilon()))
-            targets = _targets(y, self.student.config.classes, self.label_smoothing)
+            targets = class_targets(y, self.student.config.classes, self.label_smoothing)
             per_example = _cross_entropy(targets, scores)
         if sample_weight is not None:
             per_example = per_example * ops.reshape(ops.cast(sample_weight, "float32"), (-1,))

@@ -150,3 +150,58 @@ def plot_attention_distance(distance, path: str | os.PathLike | None = None):
         axis.legend(fontsize="small", ncols=2)
     figure.tight_layout()
     return _finish(figure, path)
+
+
+def plot_reconstructions(
+    images, masks, reconstructions, path: str | os.PathLike | None = None, title: str = ""
+):
+    """A masked autoencoder's work, one image per column: the original, what the encoder
+    saw (masked patches grey) and the reconstruction.
+
+    Args:
+        images: `(B, H, W, C)` originals, floats in [0, 1] (values outside are clipped).
+        masks: `(B, H, W)`, 1 (or True) on the pixels of masked patches.
+        reconstructions: `(B, H, W, C)` in [0, 1], e.g. from
+            `MaskedAutoencoder.reconstructed_images`, brought back to display units.
+        path: where to save a PNG (about 100 x 110 pixels per image); nothing
+            is saved if `None`.
+        title: a line above the grid, e.g. the epoch.
+
+    Returns:
+        The matplotlib `Figure`.
+
+    Example:
+        >>> out = mae.reconstructed_images(batch, noise=noise)
+        >>> show = lambda x: np.asarray(x) * 0.5 + 0.5  # ImageProcessor's mean and std
+        >>> plot_reconstructions(show(batch), out["mask"], show(out["reconstruction"]), "r.png")
+    """
+    images = np.clip(np.asarray(images, dtype=np.float64), 0.0, 1.0)
+    reconstructions = np.clip(np.asarray(reconstructions, dtype=np.float64), 0.0, 1.0)
+    masks = np.asarray(masks, dtype=bool)
+    if images.ndim != 4 or reconstructions.shape != images.shape or masks.shape != images.shape[:3]:
+        raise ValueError(
+            f"images and reconstructions must be (B, H, W, C) and masks (B, H, W) of the same "
+            f"B, H, W; got {images.shape}, {reconstructions.shape} and {masks.shape}."
+        )
+    masked = np.where(masks[..., None], 0.5, images)
+    rows = (("original", images), ("masked", masked), ("reconstruction", reconstructions))
+    count = len(images)
+    figure = _figure(count + 1.2, 3.3)
+    axes = figure.subplots(3, count, squeeze=False)
+    for row, (label, pictures) in enumerate(rows):
+        for column, picture in enumerate(pictures):
+            axis = axes[row, column]
+            axis.imshow(
+                picture.squeeze(-1) if picture.shape[-1] == 1 else picture,
+                cmap="gray",
+                vmin=0.0,
+                vmax=1.0,
+                interpolation="nearest",
+            )
+            axis.set_xticks([])
+            axis.set_yticks([])
+        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center")
+    if title:
+        figure.suptitle(title)
+    figure.subplots_adjust(left=1.1 / figure.get_figwidth(), right=0.98, wspace=0.05, hspace=0.05)
+    return _finish(figure, path)

@@ -3,7 +3,9 @@
 `compile_for_finetuning(model, total_steps, ...)` is the recipe in one call:
 AdamW (beta 0.9, 0.999) with weight decay on kernels only, linear warmup then
 cosine decay, gradient clipping at global norm 1, optional label smoothing,
-layer-wise learning-rate decay and a frozen backbone. Stochastic depth
+layer-wise learning-rate decay and a frozen backbone. Its loss and accuracy
+(`ClassCrossentropy`, `ClassAccuracy`) take integer labels and the target
+distributions of MixUp / CutMix batches alike. Stochastic depth
 (`drop_path_rate`), the zero-initialised head (`classes=`) and mixed precision
 (`dtype="mixed_bfloat16"`) are chosen when the model is built.
 """
@@ -24,7 +26,7 @@ import keras
 from keras import ops
 
 from keras_vit.atomic_files import atomic_path
-from keras_vit.distillation import Distiller
+from keras_vit.distillation import Distiller, class_targets
 from keras_vit.model import ViT
 from keras_vit.model import weight_paths as paths
 
@@ -147,8 +149,14 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
         return {**super().get_config(), "multipliers": self.multipliers}
 
 
-class SparseCrossentropy(keras.losses.Loss):
-    """Cross-entropy on integer labels, with optional label smoothing.
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ClassCrossentropy(keras.losses.Loss):
+    """Cross-entropy on integer labels or target distributions, with label smoothing.
+
+    Labels are integer class ids `(B,)` (validation, test, plain training) or
+    target distributions `(B, classes)` (training batches mixed by MixUp /
+    CutMix, see `keras_vit.data.Augmentation`); smoothing applies to both,
+    after mixing, as in timm.
 
     Args:
         label_smoothing: mass spread uniformly over all classes (0 disables).
@@ -156,14 +164,16 @@ class SparseCrossentropy(keras.losses.Loss):
         name: the loss name.
 
     Example:
-        >>> SparseCrossentropy(label_smoothing=0.1)(np.array([2]), np.array([[0.1, 0.1, 0.8]]))
+        >>> loss = ClassCrossentropy(label_smoothing=0.1)
+        >>> loss(np.array([2]), np.array([[0.1, 0.1, 0.8]]))
+        >>> loss(np.array([[0.0, 0.4, 0.6]]), np.array([[0.1, 0.1, 0.8]]))
     """
 
     def __init__(
         self,
         label_smoothing: float = 0.0,
         from_logits: bool = False,
-        name: str = "sparse_crossentropy",
+        name: str = "class_crossentropy",
         **kwargs: Any,
     ):
         super().__init__(name=name, **kwargs)
@@ -171,13 +181,9 @@ class SparseCrossentropy(keras.losses.Loss):
         self.from_logits = from_logits
 
     def call(self, y_true, y_pred):
-        classes = ops.shape(y_pred)[-1]
-        one_hot = ops.one_hot(ops.cast(ops.reshape(y_true, (-1,)), "int32"), classes)
+        targets = class_targets(y_true, y_pred.shape[-1], self.label_smoothing)
         return keras.losses.categorical_crossentropy(
-            ops.cast(one_hot, y_pred.dtype),
-            y_pred,
-            from_logits=self.from_logits,
-            label_smoothing=self.label_smoothing,
+            ops.cast(targets, y_pred.dtype), y_pred, from_logits=self.from_logits
         )
 
     def get_config(self) -> dict[str, Any]:
@@ -186,6 +192,37 @@ class SparseCrossentropy(keras.losses.Loss):
             "label_smoothing": self.label_smoothing,
             "from_logits": self.from_logits,
         }
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ClassAccuracy(keras.metrics.MeanMetricWrapper):
+    """Top-1 accuracy on integer labels or target distributions.
+
+    A target distribution `(B, classes)` counts as its most likely class: for
+    MixUp / CutMix training batches that is the class with the larger share,
+    an approximate training accuracy; validation labels are integers.
+
+    Args:
+        name: the metric name.
+
+    Example:
+        >>> metric = ClassAccuracy()
+        >>> metric.update_state(np.array([[0.3, 0.7]]), np.array([[0.2, 0.8]]))
+        >>> float(metric.result())
+        1.0
+    """
+
+    def __init__(self, name: str = "accuracy", **kwargs: Any):
+        super().__init__(_class_accuracy, name=name, **kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype}
+
+
+def _class_accuracy(y_true, y_pred):
+    """1.0 where the top class of `y_pred` is the label (or the target's top class), else 0.0."""
+    labels = ops.argmax(class_targets(y_true, y_pred.shape[-1]), axis=-1)
+    return ops.cast(ops.equal(labels, ops.argmax(y_pred, axis=-1)), "float32")
 
 
 def compile_for_finetuning(
@@ -198,7 +235,7 @@ def compile_for_finetuning(
     layer_decay: float | None = None,
     freeze_backbone: bool = False,
     clip_global_norm: float = 1.0,
-    metrics: Sequence[Any] = ("accuracy",),
+    metrics: Sequence[Any] | None = None,
 ) -> ViT | Distiller:
     """Compiles a `ViT`, or a `Distiller` around one, with the fine-tuning recipe.
 
@@ -218,7 +255,8 @@ def compile_for_finetuning(
             the distillation head: a linear probe on frozen features (embeddings,
             blocks, final LayerNorm and pre-logits stay as they are).
         clip_global_norm: clip gradients to this global norm.
-        metrics: compile metrics.
+        metrics: compile metrics; default `[ClassAccuracy()]`, reported as
+            "accuracy", which takes integer labels and MixUp / CutMix targets alike.
 
     Returns:
         The model, compiled.
@@ -259,8 +297,9 @@ def compile_for_finetuning(
     loss = None
     if not distiller:
         from_logits = model.config.classifier_activation is None
-        loss = SparseCrossentropy(label_smoothing, from_logits=from_logits)
-    model.compile(optimizer=optimizer, loss=loss, metrics=list(metrics))
+        loss = ClassCrossentropy(label_smoothing, from_logits=from_logits)
+    metrics = [ClassAccuracy()] if metrics is None else list(metrics)
+    model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
     return model
 
 
@@ -318,8 +357,8 @@ class TrainingLog(keras.callbacks.Callback):
 
     `history.csv` has a row per epoch, numbered from 0 across resumed runs, and
     is rewritten atomically after each epoch, so an interrupted run leaves every
-    finished epoch and no partial line. The PNG plots loss and accuracy (train
-    and validation) per epoch.
+    finished epoch and no partial line. The PNG plots loss and, when `fit`
+    reports it, accuracy (train and validation) per epoch.
 
     Args:
         directory: where both files go.
@@ -359,9 +398,12 @@ class TrainingLog(keras.callbacks.Callback):
         matplotlib.use("Agg")
         from matplotlib import pyplot
 
-        figure, axes = pyplot.subplots(1, 2, figsize=(10, 4))
+        metrics = [metric for metric in ("loss", "accuracy") if metric in self.rows[-1]]
+        figure, axes = pyplot.subplots(
+            1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False
+        )
         epochs = range(1, len(self.rows) + 1)
-        for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+        for axis, metric in zip(axes[0], metrics, strict=True):
             for key in (metric, "val_" + metric):
                 if key in self.rows[-1]:
                     values = [row.get(key, math.nan) for row in self.rows]

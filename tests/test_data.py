@@ -345,6 +345,32 @@ def test_digits_load_as_image_classification(digits_dir):
     assert set(data.validation["label"]) == set(range(10))
 
 
+def test_label_fraction_keeps_a_stratified_share_of_train_only(digits_dir):
+    full = load_image_classification(data_dir=digits_dir)
+    tenth, again = (
+        load_image_classification(data_dir=digits_dir, label_fraction=0.1) for _ in range(2)
+    )
+    kept = image_paths(tenth.train) + image_paths(tenth.validation)
+    assert len(kept) == int(0.1 * (len(full.train) + len(full.validation)))
+    assert image_paths(tenth.train) == image_paths(again.train)
+    assert image_paths(tenth.test) == image_paths(full.test)
+    assert set(image_paths(tenth.validation)) & set(image_paths(tenth.train)) == set()
+    labels = [*tenth.train["label"], *tenth.validation["label"]]
+    per_class = np.bincount(labels, minlength=10)
+    assert per_class.min() >= 14 and per_class.max() <= 15
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.1, 1.5])
+def test_label_fraction_outside_the_unit_interval_is_refused(digits_dir, fraction):
+    with pytest.raises(ValueError, match=r"label_fraction must be in \(0, 1\]"):
+        load_image_classification(data_dir=digits_dir, label_fraction=fraction)
+
+
+def test_label_fraction_too_small_for_the_classes_is_refused(digits_dir):
+    with pytest.raises(ValueError, match="too few for 10 classes"):
+        load_image_classification(data_dir=digits_dir, label_fraction=0.005)
+
+
 # Training.
 
 

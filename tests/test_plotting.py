@@ -109,3 +109,27 @@ def test_bad_shapes_are_refused():
         plotting.plot_position_similarity(np.zeros((2, 3, 3, 2)))
     with pytest.raises(ValueError, match="layers, heads"):
         plotting.plot_attention_distance(np.zeros(4))
+
+
+def test_reconstructions_are_three_rows_of_images(tmp_path):
+    images = np.zeros((3, 16, 16, 1))
+    masks = np.zeros((3, 16, 16))
+    masks[:, :8] = 1  # the top halves are masked
+    reconstructions = np.ones((3, 16, 16, 1))
+    path = tmp_path / "epoch_001.png"
+    figure = plotting.plot_reconstructions(images, masks, reconstructions, path, title="epoch 1")
+    pixels = saved(figure, path)
+    assert pixels.shape == (330, 420, 3)
+    axes = np.array(figure.axes).reshape(3, 3)
+
+    def centre(axis, top):  # a pixel of the top or the bottom half of a panel
+        box = axis.get_window_extent()
+        y = box.y1 - box.height / 4 if top else box.y0 + box.height / 4
+        return pixels[round(pixels.shape[0] - y), round((box.x0 + box.x1) / 2)].tolist()
+
+    assert centre(axes[0, 0], top=True) == [0, 0, 0]  # the original: black
+    assert centre(axes[1, 1], top=True) == [128, 128, 128]  # masked: grey
+    assert centre(axes[1, 1], top=False) == [0, 0, 0]  # visible: as the original
+    assert centre(axes[2, 2], top=False) == [255, 255, 255]  # the reconstruction
+    with pytest.raises(ValueError, match=r"masks \(B, H, W\) of the same B, H, W"):
+        plotting.plot_reconstructions(images, masks[:, :8], reconstructions)

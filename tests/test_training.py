@@ -10,9 +10,9 @@ import pytest
 from keras_vit import ViT
 from keras_vit.training import (
     BestWeights,
+    ClassCrossentropy,
     LayerDecayAdamW,
     RunRecord,
-    SparseCrossentropy,
     compile_for_finetuning,
     finetuning_callbacks,
     layer_decay_multipliers,
@@ -112,7 +112,7 @@ def test_sparse_crossentropy_with_label_smoothing(from_logits):
     probabilities = np.exp(scores) / np.exp(scores).sum(-1, keepdims=True)
     targets = np.eye(3)[labels] * 0.8 + 0.2 / 3
     expected = -(targets * np.log(probabilities)).sum(-1).mean()
-    loss = SparseCrossentropy(label_smoothing=0.2, from_logits=from_logits)
+    loss = ClassCrossentropy(label_smoothing=0.2, from_logits=from_logits)
     got = loss(labels, scores if from_logits else probabilities)
     np.testing.assert_allclose(float(to_numpy(got)), expected, rtol=1e-5)
 

@@ -18,7 +18,14 @@ from keras import ops
 
 from keras_vit.model.config import ViTConfig, is_positive_int
 from keras_vit.model.mae_decoder import MAEDecoder
-from keras_vit.model.masking import masked_patch_loss, normalize_patches, patchify, random_masking
+from keras_vit.model.masking import (
+    denormalize_patches,
+    masked_patch_loss,
+    normalize_patches,
+    patchify,
+    random_masking,
+    unpatchify,
+)
 from keras_vit.model.vit import ViT
 
 
@@ -278,6 +285,41 @@ class MaskedAutoencoder(keras.Model):
         outputs = self(images, noise=noise)
         loss = masked_patch_loss(outputs["logits"], self.pixel_targets(images), outputs["mask"])
         return {"loss": loss, **outputs}
+
+    def reconstructed_images(self, images, noise=None) -> dict[str, Any]:
+        """MAE's picture of a reconstruction: predicted masked patches among the visible ones.
+
+        With `norm_pix_loss`, each predicted patch is brought back to pixel
+        units with the mean and variance of the original patch, as MAE's
+        visualisation does.
+
+        Args:
+            images: `(B, H, W, C)` normalised images of the config's size.
+            noise: optional `(B, num_patches)` floats that choose the mask, as
+                in `reconstruct`: fix it to compare reconstructions over time.
+
+        Returns:
+            A dict of `mask` `(B, H, W)` float32, 1 on the pixels of masked
+            patches, and `reconstruction` `(B, H, W, C)`: the prediction on
+            the masked patches, the original pixels on the visible ones, in
+            the images' normalised units.
+
+        Example:
+            >>> out = mae.reconstructed_images(images, noise=np.random.rand(8, 196))
+            >>> out["reconstruction"].shape, out["mask"].shape
+            ((8, 224, 224, 3), (8, 224, 224))
+        """
+        images = ops.cast(ops.convert_to_tensor(images), "float32")
+        outputs = self(images, noise=noise)
+        patches = patchify(images, self.config.patch_pair)
+        predictions = outputs["logits"]
+        if self.mae_config.norm_pix_loss:
+            predictions = denormalize_patches(predictions, patches)
+        masked = ops.expand_dims(outputs["mask"], -1)
+        pasted = masked * predictions + (1 - masked) * patches
+        grid = (self.config.patch_pair, self.config.grid_size)
+        pixel_mask = unpatchify(ops.broadcast_to(masked, ops.shape(patches)), *grid)
+        return {"mask": pixel_mask[..., 0], "reconstruction": unpatchify(pasted, *grid)}
 
     def encoder(self) -> ViT:
         """The encoder: a plain keras_vit `ViT` (model_type `vit_mae`) that shares this

@@ -82,6 +82,44 @@ def patchify(images, patch_size: tuple[int, int]):
     return ops.reshape(patches, (-1, rows * cols, ph * pw * channels))
 
 
+def unpatchify(patches, patch_size: tuple[int, int], grid_size: tuple[int, int]):
+    """Puts flattened patches back together into channels-last images: `patchify`'s inverse.
+
+    Args:
+        patches: `(B, rows * cols, ph * pw * C)`, in `patchify`'s layout.
+        patch_size: `(height, width)` of a patch.
+        grid_size: `(rows, cols)` of the patch grid.
+
+    Returns:
+        `(B, rows * ph, cols * pw, C)` images.
+
+    Example:
+        >>> unpatchify(np.zeros((2, 16, 192)), (8, 8), (4, 4)).shape
+        (2, 32, 32, 3)
+    """
+    ph, pw = patch_size
+    rows, cols = grid_size
+    channels = patches.shape[-1] // (ph * pw)
+    if patches.shape[1] != rows * cols or channels * ph * pw != patches.shape[-1]:
+        raise ValueError(
+            f"patches of shape {tuple(patches.shape)} are not a {rows}x{cols} grid of "
+            f"{ph}x{pw} patches (expected (batch, {rows * cols}, {ph}*{pw}*channels)); give "
+            "the patch and grid sizes they were cut with."
+        )
+    images = ops.reshape(patches, (-1, rows, cols, ph, pw, channels))
+    images = ops.transpose(images, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(images, (-1, rows * ph, cols * pw, channels))
+
+
+def _patch_statistics(patches, epsilon: float):
+    """Each patch's mean and `sqrt(unbiased variance + epsilon)`, keeping the last axis."""
+    patches = ops.convert_to_tensor(patches)
+    size = patches.shape[-1]
+    mean = ops.mean(patches, axis=-1, keepdims=True)
+    variance = ops.sum(ops.square(patches - mean), axis=-1, keepdims=True) / (size - 1)
+    return mean, ops.sqrt(variance + epsilon)
+
+
 def normalize_patches(patches, epsilon: float = 1e-6):
     """Each patch's pixels standardised by their own mean and variance (MAE's
     `norm_pix_loss` targets).
@@ -100,10 +138,31 @@ def normalize_patches(patches, epsilon: float = 1e-6):
         >>> ops.convert_to_numpy(normalize_patches(np.array([[[0.0, 2.0]]], "float32")))
         array([[[-0.7071066,  0.7071066]]], dtype=float32)
     """
-    size = patches.shape[-1]
-    mean = ops.mean(patches, axis=-1, keepdims=True)
-    variance = ops.sum(ops.square(patches - mean), axis=-1, keepdims=True) / (size - 1)
-    return (patches - mean) / ops.sqrt(variance + epsilon)
+    mean, scale = _patch_statistics(patches, epsilon)
+    return (ops.convert_to_tensor(patches) - mean) / scale
+
+
+def denormalize_patches(normalized, patches, epsilon: float = 1e-6):
+    """Standardised patch pixels (`norm_pix_loss` predictions) back in pixel units, each
+    with the mean and variance of the matching patch of `patches`, as MAE's
+    visualisation does.
+
+    Args:
+        normalized: `(B, N, P)` standardised pixels, e.g. a model's predictions.
+        patches: `(B, N, P)` the original pixels whose statistics to restore.
+        epsilon: added to the variance, as in `normalize_patches`.
+
+    Returns:
+        `normalized * sqrt(var + epsilon) + mean`, per patch: the inverse of
+        `normalize_patches(patches)`.
+
+    Example:
+        >>> patches = np.array([[[0.0, 2.0]]], "float32")
+        >>> ops.convert_to_numpy(denormalize_patches(normalize_patches(patches), patches))
+        array([[[0., 2.]]], dtype=float32)
+    """
+    mean, scale = _patch_statistics(patches, epsilon)
+    return ops.convert_to_tensor(normalized) * scale + mean
 
 
 def masked_patch_loss(predictions, targets, mask):

@@ -120,6 +120,9 @@ class ImageProcessor(keras.layers.Layer):
     def preprocess(self, images) -> np.ndarray:
         """The numpy path: returns a float32 batch `(B, height, width, C)`.
 
+        The same as `normalize(resize(images))`; data loaders that augment whole
+        batches (RandAugment, MixUp, ...) call the two steps apart.
+
         Args:
             images: one image `(H, W)` / `(H, W, C)`, a batch `(B, H, W, C)`, or a
                 list of images of any sizes (numpy arrays or PIL images).
@@ -129,13 +132,47 @@ class ImageProcessor(keras.layers.Layer):
         Returns:
             The resized, rescaled and normalised batch.
         """
+        return self.normalize(self.resize(images))
+
+    def resize(self, images) -> np.ndarray:
+        """The numpy path's first step: a float32 batch of resized, unnormalised pixels.
+
+        Args:
+            images: as for `preprocess`.
+
+        Returns:
+            The batch `(B, height, width, C)`, in the images' own value range
+            (0..255 for uint8 images).
+
+        Example:
+            >>> ImageProcessor(4).resize([np.full((8, 6), 255, "uint8")]).shape
+            (1, 4, 4, 3)
+        """
         if isinstance(images, np.ndarray) and images.ndim == 4:
             images = list(images)
         elif not isinstance(images, (list, tuple)):
             images = [images]
-        return np.stack([self._preprocess_one(np.asarray(image)) for image in images])
+        return np.stack([self._resize_one(np.asarray(image)) for image in images])
 
-    def _preprocess_one(self, image: np.ndarray) -> np.ndarray:
+    def normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """The numpy path's second step: rescales and normalises a batch from `resize`.
+
+        Args:
+            pixels: a `(B, height, width, C)` batch of raw pixel values.
+
+        Returns:
+            The float32 batch, `(pixels * rescale_factor - image_mean) / image_std`.
+
+        Example:
+            >>> float(ImageProcessor(4).normalize(np.full((1, 4, 4, 3), 255.0)).max())
+            1.0
+        """
+        pixels = np.asarray(pixels, np.float64)
+        return ((pixels * self.rescale_factor - self.image_mean) / self.image_std).astype(
+            np.float32
+        )
+
+    def _resize_one(self, image: np.ndarray) -> np.ndarray:
         if image.ndim == 2:
             image = image[:, :, None]
         if image.ndim != 3:
@@ -149,7 +186,6 @@ class ImageProcessor(keras.layers.Layer):
             rows = linear_resize_matrix(image.shape[0], self.image_size[0])
             cols = linear_resize_matrix(image.shape[1], self.image_size[1])
             image = np.einsum("Hh,hwc,Ww->HWc", rows, image, cols, optimize=True)
-        image = (image * self.rescale_factor - self.image_mean) / self.image_std
         return image.astype(np.float32)
 
     def get_config(self):

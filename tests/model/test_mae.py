@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 
 from keras_vit import MAEConfig, MaskedAutoencoder, ViT, ViTConfig
-from keras_vit.model.masking import masked_patch_loss, patchify, random_masking
+from keras_vit.model.masking import (
+    denormalize_patches,
+    masked_patch_loss,
+    normalize_patches,
+    patchify,
+    random_masking,
+    unpatchify,
+)
 from tests.conftest import TINY, to_numpy
 
 MAE_ENCODER = dict(TINY, model_type="vit_mae", position_embedding="sincos")
@@ -106,6 +113,48 @@ def test_patchify_matches_mae_layout():
     patches = to_numpy(patchify(x, (8, 8)))
     # Patch (row 1, col 2) is grid index 1 * 4 + 2; its pixels row by row, channels last.
     np.testing.assert_array_equal(patches[0, 6], x[0, 8:16, 16:24].reshape(-1))
+
+
+@pytest.mark.parametrize("patch, size", [((8, 8), (32, 32)), ((4, 8), (16, 24))])
+def test_unpatchify_inverts_patchify(patch, size):
+    x = np.random.default_rng(4).standard_normal((2, *size, 3)).astype("float32")
+    grid = (size[0] // patch[0], size[1] // patch[1])
+    patches = patchify(x, patch)
+    np.testing.assert_array_equal(to_numpy(unpatchify(patches, patch, grid)), x)
+    np.testing.assert_array_equal(
+        to_numpy(patchify(unpatchify(patches, patch, grid), patch)), to_numpy(patches)
+    )
+    with pytest.raises(ValueError, match=r"not a 2x2 grid of 8x8 patches"):
+        unpatchify(np.zeros((1, 16, 192), "float32"), (8, 8), (2, 2))
+
+
+def test_denormalize_patches_inverts_normalize_patches():
+    patches = to_numpy(patchify(images(), (8, 8)))
+    restored = denormalize_patches(normalize_patches(patches), patches)
+    np.testing.assert_allclose(to_numpy(restored), patches, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm_pix_loss", [False, True])
+def test_reconstructed_images_paste_the_predictions_into_the_visible_patches(norm_pix_loss):
+    mae = tiny_mae(norm_pix_loss=norm_pix_loss)
+    x = images()
+    noise = np.random.default_rng(2).random((2, NUM_PATCHES)).astype("float32")
+    out = mae.reconstructed_images(x, noise=noise)
+    mask, reconstruction = to_numpy(out["mask"]), to_numpy(out["reconstruction"])
+    assert mask.shape == (2, 32, 32) and reconstruction.shape == x.shape
+    patch_mask = to_numpy(mae.reconstruct(x, noise=noise)["mask"])
+    np.testing.assert_array_equal(mask, np.kron(patch_mask.reshape(2, 4, 4), np.ones((8, 8))))
+    visible = mask[..., None] == 0
+    np.testing.assert_array_equal(np.where(visible, reconstruction, 0), np.where(visible, x, 0))
+    logits = to_numpy(mae.reconstruct(x, noise=noise)["logits"])
+    patches = to_numpy(patchify(x, (8, 8)))
+    if norm_pix_loss:  # each predicted patch in its original's units
+        mean, std = patches.mean(-1, keepdims=True), patches.std(-1, ddof=1, keepdims=True)
+        logits = logits * np.sqrt(std**2 + 1e-6) + mean
+    predicted = to_numpy(unpatchify(logits, (8, 8), (4, 4)))
+    np.testing.assert_allclose(
+        np.where(visible, 0, reconstruction), np.where(visible, 0, predicted), atol=1e-5
+    )
 
 
 def test_the_same_seed_gives_the_same_mask_and_noise_reproduces_it():
