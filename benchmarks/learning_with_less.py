@@ -17,6 +17,7 @@ fixed 360-image test split:
 | D | MAE-pretrained, then as C |
 | E | as C, DeiT-distilled (hard) from a small CNN teacher trained on the same labels |
 | E10 | as A, distilled from a CNN teacher trained on the same 10% |
+| As | as A, with the MAE encoder's fixed sin-cos positions (B's architecture, untrained) |
 
 The MAE (`examples/pretrain_mae.py`) and the teachers (`examples/train_teacher.py`)
 are trained first, once, as the chosen rows need them. Each step is its own
@@ -71,6 +72,11 @@ def steps(args: argparse.Namespace, work: Path) -> dict[str, Step]:
         "teacher": Step("CNN teacher, all labels", "train_teacher.py", teacher),
         "teacher10": Step("CNN teacher, 10% of the labels", "train_teacher.py", teacher10),
         "A": Step("scratch, 10% labels", "finetune.py", (*finetune, *few)),
+        "As": Step(
+            "as A, with the MAE encoder's fixed sin-cos positions",
+            "finetune.py",
+            (*finetune, *few, "--position-embedding", "sincos"),
+        ),
         "B": Step("MAE, then 10% labels", "finetune.py", (*finetune, *few, *mae), ("mae",)),
         "C": Step("scratch, all labels", "finetune.py", finetune),
         "D": Step("MAE, then all labels", "finetune.py", (*finetune, *mae), ("mae",)),
@@ -147,10 +153,15 @@ def run_step(name: str, step: Step, work: Path, backend: str) -> Outcome:
     return outcome
 
 
+def shown(command: str) -> str:
+    """`command` as a reader would type it: `python`, and paths relative to the repository."""
+    return command.replace(sys.executable, "python").replace(f"{ROOT}/", "")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default=os.environ.get("KERAS_BACKEND", "tensorflow"))
-    parser.add_argument("--rows", default="A,B,C,D,E", help="comma-separated, of A B C D E E10")
+    parser.add_argument("--rows", default="A,B,C,D,E", help="comma-separated, of A B C D E E10 As")
     parser.add_argument("--epochs", type=int, default=60, help="fine-tuning epochs, every row")
     parser.add_argument("--pretrain-epochs", type=int, default=100)
     parser.add_argument("--teacher-epochs", type=int, default=30)
@@ -166,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = args.rows.split(",")
     unknown = [row for row in rows if row not in plan or not row[0].isupper()]
     if unknown:
-        raise SystemExit(f"Unknown rows {unknown}; choose among A, B, C, D, E, E10.")
+        raise SystemExit(f"Unknown rows {unknown}; choose among A, B, C, D, E, E10, As.")
     needed = list(dict.fromkeys(need for row in rows for need in plan[row].needs))
     args.work.mkdir(parents=True, exist_ok=True)
     done = {name: run_step(name, plan[name], args.work, args.backend) for name in needed + rows}
@@ -184,7 +195,7 @@ def main(argv: list[str] | None = None) -> None:
         f"- {name}: {plan[name].description}, `{done[name].last_line}`, {done[name].seconds:.0f} s"
         for name in needed
     ]
-    commands = [f"- {name}: `{outcome.command}`" for name, outcome in done.items()]
+    commands = [f"- {name}: `{shown(outcome.command)}`" for name, outcome in done.items()]
     versions = ", ".join(
         f"{package} {metadata.version(package)}"
         for package in ("keras", {"tensorflow": "tensorflow-cpu"}.get(args.backend, args.backend))

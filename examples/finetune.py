@@ -174,6 +174,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--drop-path", type=float, default=0.1, help="stochastic depth rate")
+    parser.add_argument(
+        "--position-embedding",
+        choices=["learned", "sincos"],
+        default="learned",
+        help="--model small's positions: learned, or MAE's fixed 2-D sin-cos",
+    )
     parser.add_argument("--layer-decay", type=float, help="layer-wise learning-rate decay")
     parser.add_argument(
         "--linear-probe",
@@ -269,7 +275,7 @@ def architecture(args: argparse.Namespace) -> keras_vit.ViTConfig | None:
     cannot check the mesh against it beforehand.
     """
     if args.model == "small" and args.weights == "none":
-        return keras_vit.ViTConfig(**SMALL)
+        return keras_vit.ViTConfig(**SMALL, position_embedding=args.position_embedding)
     if args.model in keras_vit.VARIANTS:
         return keras_vit.variant_config(args.model)
     return None
@@ -302,7 +308,12 @@ def build_model(args: argparse.Namespace, classes: int, id2label: dict[int, str]
         distilled = {}
         if args.teacher:  # a DeiT: [CLS], the distillation token, and a head on each
             distilled = dict(model_type="deit", distillation_token=True, distillation_head=True)
-        config = keras_vit.ViTConfig(**{**SMALL, "image_size": size}, **head, **distilled)
+        config = keras_vit.ViTConfig(
+            **{**SMALL, "image_size": size},
+            position_embedding=args.position_embedding,
+            **head,
+            **distilled,
+        )
         model = keras_vit.ViT(config, dtype=args.precision)
     else:
         weights = None if args.weights == "none" else args.weights

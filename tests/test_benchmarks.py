@@ -117,3 +117,14 @@ def test_distribution_benchmark_runs_end_to_end():
     assert [row[2] for row in h14] == ["data parallel (whole model)", "model parallel, mesh (1, 8)"]
     whole, split = (float(row[4].split()[0]) for row in h14)  # fp32 totals, in GiB
     assert whole > split > whole / 8  # the block kernels shrink 8x, the rest stays whole
+
+
+def test_learning_with_less_runs_a_row_and_reuses_it(tmp_path):
+    arguments = ("--rows", "A", f"--work={tmp_path}")
+    output = run_smoke("learning_with_less.py", *arguments, per_backend=False)
+    row = next(line for line in output.splitlines() if line.startswith("| A |"))
+    accuracy = float(row.split("|")[3])
+    assert 0.0 <= accuracy <= 1.0 and "--label-fraction 0.1" in output
+    assert (tmp_path / "A" / "model" / "config.json").is_file()
+    again = run_smoke("learning_with_less.py", *arguments, per_backend=False)
+    assert f"from {tmp_path / 'A.json'}" in again and row in again

@@ -299,3 +299,14 @@ def test_weights_go_with_a_variant_and_unknown_models_are_refused(tmp_path):
         finetune_script().main(
             [f"--model={tmp_path}", "--weights=imagenet", f"--output={tmp_path}"]
         )
+
+
+@pytest.mark.parametrize("positions", ["learned", "sincos"])
+def test_the_small_model_takes_learned_or_fixed_sincos_positions(positions):
+    script = finetune_script()
+    args = script.parse_arguments([f"--position-embedding={positions}"])
+    model = script.build_model(args, 3, dict(enumerate(PETS)))
+    assert model.config.position_embedding == positions
+    assert script.architecture(args).position_embedding == positions
+    trainable = {variable.path for variable in model.trainable_weights}
+    assert any("position_embedding" in path for path in trainable) == (positions == "learned")
