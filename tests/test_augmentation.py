@@ -17,9 +17,6 @@ from tests.test_finetune import finetune_script
 CLASSES = 5
 # Keras 3.15's RandAugment runs its Equalization histogram as a Python loop of
 # eager ops on JAX: half a minute for a first batch, too slow for the suite.
-SLOW_RANDAUGMENT = pytest.mark.skipif(
-    keras.backend.backend() == "jax", reason="Keras' RandAugment takes ~30 s to start on JAX"
-)
 RANDAUGMENT = dict(randaugment_ops=2, randaugment_magnitude=0.9)
 RECIPE = dict(random_erasing=0.25, mixup=0.8, cutmix=1.0)
 if keras.backend.backend() != "jax":
@@ -45,7 +42,7 @@ def batch_of(augmentation: Augmentation, pixels, seed: int = 0):
 @pytest.mark.parametrize(
     "options",
     [
-        pytest.param(RANDAUGMENT, id="randaugment", marks=SLOW_RANDAUGMENT),
+        pytest.param(RANDAUGMENT, id="randaugment"),
         pytest.param(dict(random_erasing=1.0), id="erasing"),
         pytest.param(dict(mixup=0.8), id="mixup"),
         pytest.param(dict(cutmix=1.0), id="cutmix"),
